@@ -1,0 +1,46 @@
+-- Availability: expire due holds (bounded), then read the counters in (resource, slot) order
+-- with the version they stand at. ARGV[5] resource ('' any), [6] from slot ('' none),
+-- [7] to slot ('' none), [8] expiry batch bound. Returns flat quadruples
+-- 'resource#slot', capacity, used, zones.
+local resource, from, to = ARGV[5], ARGV[6], ARGV[7]
+local now = now_ms()
+local expired = 0
+local earliest = redis.call('ZRANGE', K_HOLDS, 0, 0, 'WITHSCORES')
+if earliest[2] and tonumber(earliest[2]) <= now then
+  expired = expire_due(now, tonumber(ARGV[8]))
+end
+
+local members
+if resource ~= '' then
+  -- '#' sorts below every character of a slot, and '$' right after '#'.
+  local low = '[' .. resource .. '#' .. from
+  local high = (to == '') and ('(' .. resource .. '$') or ('(' .. resource .. '#' .. to)
+  members = redis.call('ZRANGEBYLEX', K_INDEX, low, high)
+else
+  members = {}
+  for _, field in ipairs(redis.call('ZRANGE', K_INDEX, 0, -1)) do
+    local _, slot = split_counter(field)
+    if (from == '' or slot >= from) and (to == '' or slot < to) then
+      members[#members + 1] = field
+    end
+  end
+end
+
+local result = { 'ok', expired, redis.call('HGET', K_META, 'version') or '0-0' }
+if #members == 0 then return result end
+-- HMGET in chunks: Lua's unpack() cannot spread more than a few thousand values.
+local CHUNK = 1000
+for first = 1, #members, CHUNK do
+  local last = math.min(first + CHUNK - 1, #members)
+  local chunk = { unpack(members, first, last) }
+  local capacities = redis.call('HMGET', K_CAPACITY, unpack(chunk))
+  local useds = redis.call('HMGET', K_USED, unpack(chunk))
+  local zones = redis.call('HMGET', K_ZONES, unpack(chunk))
+  for i, field in ipairs(chunk) do
+    result[#result + 1] = field
+    result[#result + 1] = capacities[i] or '0'
+    result[#result + 1] = useds[i] or '0'
+    result[#result + 1] = zones[i] or ''
+  end
+end
+return result

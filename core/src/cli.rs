@@ -1,0 +1,91 @@
+//! Command-line flags. Every flag has an environment variable, shown in `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::store::StoreSettings;
+
+/// Allot: strict atomic capacity counters for scarce capacity (delivery slots, room nights,
+/// seats), on Redis.
+#[derive(Debug, Parser)]
+#[command(name = "allot", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the coordinator: the HTTP API over Redis, the hold sweeper, and (without
+    /// --redis-url) a private redis-server with its data under --data-dir.
+    Serve(ServeArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Flags of `allot serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Without credentials (dev mode) only loopback addresses are allowed.
+    #[arg(long, env = "ALLOT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Redis to use (redis://host:port/db). Unset: start and supervise a private redis-server
+    /// with persistence (AOF, fsync every second) under --data-dir.
+    #[arg(long, env = "ALLOT_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Where the private redis-server keeps its data (only without --redis-url).
+    #[arg(long, env = "ALLOT_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Bearer token for admin endpoints (capacity changes) and for any /v1 call.
+    #[arg(long, env = "ALLOT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Secret the edge signs requests with (HMAC-SHA256 over method, path, timestamp, body).
+    #[arg(long, env = "ALLOT_EDGE_SECRET", hide_env_values = true)]
+    pub edge_secret: Option<String>,
+
+    /// Percentage of capacity at which a counter_almost_full event fires (1..=100).
+    #[arg(long, env = "ALLOT_ALMOST_FULL_PERCENT", default_value_t = 90,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub almost_full_percent: u8,
+
+    /// Events kept per site stream (approximate bound, XADD MAXLEN ~); older ones are trimmed.
+    #[arg(long, env = "ALLOT_EVENTS_RETAINED", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=100_000_000))]
+    pub events_retained: u64,
+
+    /// Seconds cancelled and expired reservations stay readable (at least the 25 h of
+    /// idempotency records).
+    #[arg(long, env = "ALLOT_FINISHED_RETENTION_SECONDS", default_value_t = 7 * 86_400,
+          value_parser = clap::value_parser!(u64).range(90_000..=31_536_000))]
+    pub finished_retention_seconds: u64,
+
+    /// Log format (the level comes from RUST_LOG, default info).
+    #[arg(long, env = "ALLOT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// The store tunables from the flags.
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            almost_full_percent: self.almost_full_percent,
+            events_retained_max: self.events_retained,
+            finished_retention_seconds: self.finished_retention_seconds,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The Allot coordinator: strict atomic capacity counters on Redis behind the HTTP contract of
+//! `shared/API.md`. `main.rs` is a thin wrapper over [`serve`]; tests drive [`http::app`]
+//! directly or run the binary.
+
+pub mod cli;
+pub mod embedded;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod store;
+pub mod sweeper;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+use crate::embedded::EmbeddedRedis;
+use crate::http::AppState;
+use crate::http::auth::Auth;
+use crate::store::Store;
+
+/// Runs `allot serve` until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let auth = Auth::new(args.admin_token.as_deref(), args.edge_secret.as_deref());
+    if auth.is_dev_mode() && !args.listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {} in dev mode (no credentials): set ALLOT_ADMIN_TOKEN and ALLOT_EDGE_SECRET, or listen on a loopback address",
+            args.listen
+        );
+    }
+    if auth.is_dev_mode() {
+        tracing::warn!("dev mode: no ALLOT_ADMIN_TOKEN or ALLOT_EDGE_SECRET, every request is allowed (loopback only)");
+    }
+    let (trigger, shutdown) = shutdown::channel();
+    let embedded = match &args.redis_url {
+        Some(_) => None,
+        None => Some(EmbeddedRedis::start(&args.data_dir, shutdown.clone()).await?),
+    };
+    let redis_url = match (&args.redis_url, &embedded) {
+        (Some(url), _) => url.clone(),
+        (None, Some(embedded)) => embedded.url.clone(),
+        (None, None) => unreachable!("an embedded redis is started when no URL is given"),
+    };
+    let store = Store::connect(&redis_url, args.store_settings())?;
+    if let Err(error) = store.load_scripts().await {
+        tracing::warn!(%error, "redis is not answering yet; serving 503 until it does");
+    }
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "allot coordinator listening");
+    let state = AppState { store, auth, metrics: metrics::handle() };
+    tokio::spawn(async move {
+        shutdown::os_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        trigger.fire();
+    });
+    server::run(listener, state, shutdown).await?;
+    if let Some(embedded) = embedded {
+        embedded.stopped().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! The process's Prometheus recorder. Installed once per process (tests build many routers
+//! in one process and share it).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets for request latency, in seconds: 100 µs to 10 s.
+const LATENCY_BUCKETS_SECONDS: [f64; 16] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The global recorder's handle, installing the recorder on first use.
+pub fn handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &LATENCY_BUCKETS_SECONDS)
+                .expect("latency buckets are a fixed non-empty list");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!("allot_http_requests_total", "HTTP requests answered, by route, method and status.");
+    metrics::describe_histogram!(
+        "allot_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer an HTTP request, by route, method and status."
+    );
+    metrics::describe_counter!(
+        "allot_reservations_total",
+        "Reservation attempts that reached the store, by outcome (placed, replayed, insufficient, ...)."
+    );
+    metrics::describe_counter!(
+        "allot_redis_errors_total",
+        "Store calls that failed, by kind (unavailable, unexpected)."
+    );
+    metrics::describe_counter!("allot_holds_expired_total", "Holds expired, by who ended them (sweeper, request).");
+    metrics::describe_counter!("allot_redis_restarts_total", "Times the embedded redis-server was restarted.");
+}

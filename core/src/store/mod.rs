@@ -1,0 +1,521 @@
+//! The store: every read and state change of Allot, each as ONE Redis script call, so a
+//! counter is checked and changed, and its event appended, in one atomic step.
+//!
+//! Rust never reads a counter and then writes it in a second round trip. This module knows the
+//! key layout (all of a site's keys share the hash tag `{site}`) and turns script replies into
+//! typed values; it knows nothing of HTTP.
+
+mod reply;
+mod scripts;
+
+use std::time::Duration;
+
+use allot_shared::{
+    Availability, AvailabilityQuery, CapacityRequest, Counter, IdempotencyKey, Item, Reservation, ReservationId,
+    ReservationRequest, ReservationStatus, ResourceId, Shortage, SiteId, Slot, ZoneId,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+
+use self::reply::Reply;
+pub use self::scripts::Scripts;
+
+/// Due holds one script call expires at most: bounds the time Redis spends in one call.
+pub const EXPIRE_BATCH_MAX: u32 = 256;
+/// How long one Redis command may take before the request fails with 503.
+pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 2_000;
+/// How long connecting to Redis may take.
+pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// Longest wait between reconnection attempts after Redis went away.
+pub const REDIS_RECONNECT_DELAY_MAX_MS: u64 = 1_000;
+
+/// The set of sites that have (or recently had) held reservations. It is not under a site's hash
+/// tag; only the sweeper and the reserve path touch it, never inside a script.
+const SITES_WITH_HOLDS_KEY: &str = "allot:sites-with-holds";
+
+/// What the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis is down, slow, loading, read-only or otherwise unable to answer now.
+    #[error("redis unavailable: {0}")]
+    Unavailable(#[source] redis::RedisError),
+    /// Redis answered something this code does not expect: a bug, never user input.
+    #[error("unexpected store reply: {0}")]
+    Corrupt(String),
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(error: redis::RedisError) -> Self {
+        use redis::{ErrorKind, ServerErrorKind};
+        let transient = error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || matches!(
+                error.kind(),
+                ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                )
+            );
+        if transient { Self::Unavailable(error) } else { Self::Corrupt(error.to_string()) }
+    }
+}
+
+/// Tunables of the store, each with a default in `config`.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// `counter_almost_full` fires when used crosses this percentage of capacity (1..=100).
+    pub almost_full_percent: u8,
+    /// Approximate bound on each site's event stream length (`XADD MAXLEN ~`).
+    pub events_retained_max: u64,
+    /// How long cancelled and expired reservations stay readable.
+    pub finished_retention_seconds: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self { almost_full_percent: 90, events_retained_max: 100_000, finished_retention_seconds: 7 * 86_400 }
+    }
+}
+
+/// The result of a reservation attempt that reached the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// Accepted now.
+    Placed(Reservation),
+    /// The same key and body were accepted before: the reservation as it stands now.
+    Replayed(Reservation),
+    /// The key was used before with another body.
+    KeyReused,
+    /// These counters' allow-lists refuse the zone.
+    ZoneNotAllowed(Vec<(ResourceId, Slot)>),
+    /// Not enough capacity; every short item.
+    Insufficient(Vec<Shortage>),
+}
+
+/// The result of a confirm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// Confirmed now or before.
+    Confirmed(Reservation),
+    /// Expired or cancelled: cannot be confirmed.
+    NotHeld(Reservation),
+    /// No such reservation.
+    NotFound,
+}
+
+/// The result of an audit: counters whose `used` differs from their live reservations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// Counters checked.
+    pub counters: u64,
+    /// Live (held or confirmed) reservations summed.
+    pub live_reservations: u64,
+    /// (counter, stored used, recomputed used) for every difference; empty when consistent.
+    pub mismatches: Vec<(String, i64, i64)>,
+}
+
+/// The Allot store on one Redis (or one Redis Cluster slot per site).
+#[derive(Clone)]
+pub struct Store {
+    connection: ConnectionManager,
+    scripts: std::sync::Arc<Scripts>,
+    settings: StoreSettings,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct DocPrefix<'a> {
+    id: &'a ReservationId,
+    site: &'a SiteId,
+    items: &'a [Item],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zone: &'a Option<ZoneId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer: &'a Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StoredDoc {
+    id: ReservationId,
+    site: SiteId,
+    items: Vec<Item>,
+    #[serde(default)]
+    zone: Option<ZoneId>,
+    #[serde(default)]
+    customer: Option<String>,
+    created_at: String,
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// The key prefix of every key of `site`; `{site}` is the Redis Cluster hash tag.
+pub fn site_prefix(site: &SiteId) -> String {
+    format!("allot:{{{site}}}:")
+}
+
+/// The site's event stream key, `allot:{<site>}:events`.
+pub fn events_key(site: &SiteId) -> String {
+    format!("allot:{{{site}}}:events")
+}
+
+/// The field of a counter in the site's hashes: `#` sorts below every id and slot character,
+/// so lexicographic order of fields is (resource, slot) order.
+fn counter_field(resource: &ResourceId, slot: &Slot) -> String {
+    format!("{resource}#{slot}")
+}
+
+fn split_field(field: &str) -> Result<(ResourceId, Slot), StoreError> {
+    let (resource, slot) =
+        field.split_once('#').ok_or_else(|| StoreError::Corrupt(format!("counter field {field:?}")))?;
+    let resource = ResourceId::parse(resource).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let slot = Slot::parse(slot).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((resource, slot))
+}
+
+fn parse_zones(csv: &str) -> Result<Option<Vec<ZoneId>>, StoreError> {
+    if csv.is_empty() {
+        return Ok(None);
+    }
+    csv.split(',')
+        .filter(|z| !z.is_empty())
+        .map(|z| ZoneId::parse(z).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn reservation_from(status: &str, doc: &str) -> Result<Reservation, StoreError> {
+    let status = ReservationStatus::parse(status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?;
+    let doc: StoredDoc = serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("reservation doc: {e}")))?;
+    Ok(Reservation {
+        id: doc.id,
+        site: doc.site,
+        status,
+        items: doc.items,
+        zone: doc.zone,
+        customer: doc.customer,
+        created_at: doc.created_at,
+        expires_at: doc.expires_at,
+    })
+}
+
+impl Store {
+    /// A store on `redis_url`. Connects lazily and reconnects by itself, so the coordinator
+    /// starts (and answers 503) while Redis is still down.
+    pub fn connect(redis_url: &str, settings: StoreSettings) -> Result<Self, StoreError> {
+        let client = redis::Client::open(redis_url).map_err(|e| StoreError::Corrupt(format!("redis url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_millis(REDIS_RESPONSE_TIMEOUT_MS)))
+            .set_connection_timeout(Some(Duration::from_millis(REDIS_CONNECT_TIMEOUT_MS)))
+            .set_max_delay(Duration::from_millis(REDIS_RECONNECT_DELAY_MAX_MS))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self { connection, scripts: std::sync::Arc::new(Scripts::new()), settings })
+    }
+
+    /// The store's settings.
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
+    /// A clone of the multiplexed connection, for commands outside scripts.
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// Pings Redis.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        Ok(())
+    }
+
+    /// Loads every script into Redis (idempotent).
+    pub async fn load_scripts(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        for script in self.scripts.all() {
+            script.load_async(&mut connection).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether Redis answers and holds every script (loading any that are missing, as after a
+    /// Redis restart without persistence or a failover to a fresh replica).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let mut exists = redis::cmd("SCRIPT");
+        exists.arg("EXISTS");
+        for script in self.scripts.all() {
+            exists.arg(script.get_hash());
+        }
+        let present: Vec<bool> = exists.query_async(&mut connection).await?;
+        if present.iter().all(|p| *p) { Ok(()) } else { self.load_scripts().await }
+    }
+
+    fn invocation<'a>(&self, script: &'a redis::Script, site: &SiteId) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.key(events_key(site));
+        invocation
+            .arg(site_prefix(site))
+            .arg(self.settings.almost_full_percent)
+            .arg(self.settings.events_retained_max)
+            .arg(self.settings.finished_retention_seconds);
+        invocation
+    }
+
+    async fn run(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<Reply, StoreError> {
+        let mut connection = self.connection.clone();
+        let values: Vec<redis::Value> = invocation.invoke_async(&mut connection).await?;
+        let reply = Reply::new(values)?;
+        let expired = reply.int(1)?;
+        if expired > 0 {
+            metrics::counter!("allot_holds_expired_total", "by" => "request").increment(expired.unsigned_abs());
+        }
+        Ok(reply)
+    }
+
+    /// Sets capacity absolutely for the named counters; answers them as now stored.
+    pub async fn set_capacity(&self, site: &SiteId, request: &CapacityRequest) -> Result<CapacityOutcome, StoreError> {
+        let mut invocation = self.invocation(&self.scripts.set_capacity, site);
+        invocation.arg(allot_shared::limits::COUNTERS_PER_SITE_MAX);
+        for counter in &request.counters {
+            let zones = match &counter.zones {
+                None => String::new(),
+                Some(zones) => {
+                    let names: Vec<&str> = zones.iter().map(ZoneId::as_str).collect();
+                    format!(",{},", names.join(","))
+                }
+            };
+            invocation.arg(counter_field(&counter.resource, &counter.slot)).arg(counter.capacity).arg(zones);
+        }
+        let reply = self.run(&invocation).await?;
+        match reply.tag()? {
+            "ok" => {}
+            "toomany" => {
+                return Ok(CapacityOutcome::TooManyCounters {
+                    existing: reply.int(2)?.unsigned_abs(),
+                    new: reply.int(3)?.unsigned_abs(),
+                });
+            }
+            other => return Err(StoreError::Corrupt(format!("set_capacity tag {other}"))),
+        }
+        let version = reply.string(2)?;
+        let useds = reply.ints(3)?;
+        if useds.len() != request.counters.len() {
+            return Err(StoreError::Corrupt("set_capacity: used count".into()));
+        }
+        let mut counters: Vec<Counter> = request
+            .counters
+            .iter()
+            .zip(useds)
+            .map(|(c, used)| {
+                let used = used.unsigned_abs();
+                Counter {
+                    resource: c.resource.clone(),
+                    slot: c.slot.clone(),
+                    capacity: c.capacity,
+                    used,
+                    remaining: c.capacity.saturating_sub(used),
+                    zones: c.zones.clone(),
+                }
+            })
+            .collect();
+        counters.sort_by(|a, b| (&a.resource, &a.slot).cmp(&(&b.resource, &b.slot)));
+        Ok(CapacityOutcome::Set(Availability { site: site.clone(), version, counters }))
+    }
+
+    /// The site's counters matching `query`, with the version they stand at.
+    pub async fn availability(&self, site: &SiteId, query: &AvailabilityQuery) -> Result<Availability, StoreError> {
+        let mut invocation = self.invocation(&self.scripts.availability, site);
+        invocation
+            .arg(query.resource.as_ref().map_or("", |r| r.as_str()))
+            .arg(query.from.as_ref().map_or("", |s| s.as_str()))
+            .arg(query.to.as_ref().map_or("", |s| s.as_str()))
+            .arg(EXPIRE_BATCH_MAX);
+        let reply = self.run(&invocation).await?;
+        let version = reply.string(2)?;
+        let mut counters = Vec::with_capacity(reply.len().saturating_sub(3) / 4);
+        let mut index = 3;
+        while index + 4 <= reply.len() {
+            let (resource, slot) = split_field(&reply.string(index)?)?;
+            let capacity = reply.parsed_u64(index + 1)?;
+            let used = reply.parsed_u64(index + 2)?;
+            let zones = parse_zones(&reply.string(index + 3)?)?;
+            counters.push(Counter { resource, slot, capacity, used, remaining: capacity.saturating_sub(used), zones });
+            index += 4;
+        }
+        Ok(Availability { site: site.clone(), version, counters })
+    }
+
+    /// Places a reservation (or replays the one placed with the same key and body).
+    pub async fn reserve(
+        &self,
+        site: &SiteId,
+        request: &ReservationRequest,
+        idempotency_key: Option<&IdempotencyKey>,
+        id: &ReservationId,
+    ) -> Result<ReserveOutcome, StoreError> {
+        let doc = serde_json::to_string(&DocPrefix {
+            id,
+            site,
+            items: &request.items,
+            zone: &request.zone,
+            customer: &request.customer,
+        })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut invocation = self.invocation(&self.scripts.reserve, site);
+        invocation
+            .arg(id.as_str())
+            .arg(idempotency_key.map_or("", |k| k.as_str()))
+            .arg(request.fingerprint())
+            .arg(request.hold_seconds.unwrap_or(0))
+            .arg(request.zone.as_ref().map_or("", |z| z.as_str()))
+            .arg(doc)
+            .arg(allot_shared::limits::IDEMPOTENCY_TTL_SECONDS)
+            .arg(EXPIRE_BATCH_MAX);
+        for item in &request.items {
+            invocation.arg(counter_field(&item.resource, &item.slot)).arg(item.quantity);
+        }
+        let reply = self.run(&invocation).await?;
+        let outcome = match reply.tag()? {
+            "placed" => ReserveOutcome::Placed(reservation_from(&reply.string(2)?, &reply.string(3)?)?),
+            "replay" => ReserveOutcome::Replayed(reservation_from(&reply.string(2)?, &reply.string(3)?)?),
+            "reused" => ReserveOutcome::KeyReused,
+            "zone" => {
+                #[derive(Deserialize)]
+                struct Refused {
+                    resource: ResourceId,
+                    slot: Slot,
+                }
+                let refused: Vec<Refused> = serde_json::from_str(&reply.string(2)?)
+                    .map_err(|e| StoreError::Corrupt(format!("zone refusal: {e}")))?;
+                ReserveOutcome::ZoneNotAllowed(refused.into_iter().map(|r| (r.resource, r.slot)).collect())
+            }
+            "short" => ReserveOutcome::Insufficient(
+                serde_json::from_str(&reply.string(2)?).map_err(|e| StoreError::Corrupt(format!("shortages: {e}")))?,
+            ),
+            other => return Err(StoreError::Corrupt(format!("reserve tag {other}"))),
+        };
+        Ok(outcome)
+    }
+
+    /// Confirms a held reservation.
+    pub async fn confirm(&self, site: &SiteId, id: &ReservationId) -> Result<ConfirmOutcome, StoreError> {
+        let mut invocation = self.invocation(&self.scripts.confirm, site);
+        invocation.arg(id.as_str());
+        let reply = self.run(&invocation).await?;
+        Ok(match reply.tag()? {
+            "notfound" => ConfirmOutcome::NotFound,
+            "ok" => ConfirmOutcome::Confirmed(reservation_from(&reply.string(2)?, &reply.string(3)?)?),
+            "notheld" => ConfirmOutcome::NotHeld(reservation_from(&reply.string(2)?, &reply.string(3)?)?),
+            other => return Err(StoreError::Corrupt(format!("confirm tag {other}"))),
+        })
+    }
+
+    /// Cancels a reservation (idempotent); `None` if unknown.
+    pub async fn cancel(&self, site: &SiteId, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+        self.reservation_script(&self.scripts.cancel, site, id).await
+    }
+
+    /// Reads a reservation; `None` if unknown.
+    pub async fn reservation(&self, site: &SiteId, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
+        self.reservation_script(&self.scripts.read_reservation, site, id).await
+    }
+
+    async fn reservation_script(
+        &self,
+        script: &redis::Script,
+        site: &SiteId,
+        id: &ReservationId,
+    ) -> Result<Option<Reservation>, StoreError> {
+        let mut invocation = self.invocation(script, site);
+        invocation.arg(id.as_str());
+        let reply = self.run(&invocation).await?;
+        match reply.tag()? {
+            "notfound" => Ok(None),
+            "ok" => Ok(Some(reservation_from(&reply.string(2)?, &reply.string(3)?)?)),
+            other => Err(StoreError::Corrupt(format!("reservation tag {other}"))),
+        }
+    }
+
+    /// Expires up to `EXPIRE_BATCH_MAX` due holds of `site`. Returns (expired, holds left).
+    pub async fn expire_due(&self, site: &SiteId) -> Result<(u64, u64), StoreError> {
+        let mut invocation = self.invocation(&self.scripts.expire, site);
+        invocation.arg(EXPIRE_BATCH_MAX);
+        let mut connection = self.connection.clone();
+        let values: Vec<redis::Value> = invocation.invoke_async(&mut connection).await?;
+        let reply = Reply::new(values)?;
+        Ok((reply.int(1)?.unsigned_abs(), reply.int(2)?.unsigned_abs()))
+    }
+
+    /// Recomputes every counter's `used` from the site's live reservations.
+    pub async fn audit(&self, site: &SiteId) -> Result<Audit, StoreError> {
+        let invocation = self.invocation(&self.scripts.audit, site);
+        let mut connection = self.connection.clone();
+        let values: Vec<redis::Value> = invocation.invoke_async(&mut connection).await?;
+        let reply = Reply::new(values)?;
+        let mut mismatches = Vec::new();
+        let mut index = 4;
+        while index + 3 <= reply.len() {
+            mismatches.push((reply.string(index)?, reply.int(index + 1)?, reply.int(index + 2)?));
+            index += 3;
+        }
+        Ok(Audit {
+            counters: reply.int(2)?.unsigned_abs(),
+            live_reservations: reply.int(3)?.unsigned_abs(),
+            mismatches,
+        })
+    }
+
+    /// Records that `site` has holds, so the sweeper visits it. Called after a hold is placed
+    /// (see `sweeper` for why after, not before).
+    pub async fn note_site_with_holds(&self, site: &SiteId) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: i64 =
+            redis::cmd("SADD").arg(SITES_WITH_HOLDS_KEY).arg(site.as_str()).query_async(&mut connection).await?;
+        Ok(())
+    }
+
+    /// The sites the sweeper visits.
+    pub async fn sites_with_holds(&self) -> Result<Vec<SiteId>, StoreError> {
+        let mut connection = self.connection.clone();
+        let names: Vec<String> = redis::cmd("SMEMBERS").arg(SITES_WITH_HOLDS_KEY).query_async(&mut connection).await?;
+        Ok(names.iter().filter_map(|n| SiteId::parse(n).ok()).collect())
+    }
+
+    /// Drops `site` from the sweeper's set once it has no holds, then looks again and puts it
+    /// back if a hold arrived meanwhile.
+    pub async fn forget_site_without_holds(&self, site: &SiteId) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: i64 =
+            redis::cmd("SREM").arg(SITES_WITH_HOLDS_KEY).arg(site.as_str()).query_async(&mut connection).await?;
+        let holds: i64 =
+            redis::cmd("ZCARD").arg(format!("{}holds", site_prefix(site))).query_async(&mut connection).await?;
+        if holds > 0 {
+            self.note_site_with_holds(site).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The result of a capacity PUT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapacityOutcome {
+    /// Stored; the named counters as they now stand.
+    Set(Availability),
+    /// The site would hold more than `COUNTERS_PER_SITE_MAX` counters; nothing was changed.
+    TooManyCounters {
+        /// Counters the site has.
+        existing: u64,
+        /// Counters the request would add.
+        new: u64,
+    },
+}

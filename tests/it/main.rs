@@ -1,0 +1,15 @@
+//! Allot's integration tests: one binary, real redis-server processes, the real coordinator
+//! (served in-process on loopback, or the built `allot` binary).
+
+mod auth;
+mod bad_input;
+mod binary;
+mod capacity;
+mod common;
+mod flash_crowd;
+mod holds;
+mod idempotency;
+mod lua_clock;
+mod model;
+mod multi_item;
+mod redis_restart;
