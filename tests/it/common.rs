@@ -126,6 +126,7 @@ pub struct TestCoordinator {
     /// The store, for audits and direct calls.
     pub store: Store,
     trigger: ShutdownTrigger,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestCoordinator {
@@ -142,8 +143,15 @@ impl TestCoordinator {
         let address: SocketAddr = listener.local_addr().expect("address");
         let (trigger, shutdown) = shutdown::channel();
         let state = AppState { store: store.clone(), auth, metrics: allot_core::metrics::handle() };
-        tokio::spawn(allot_core::server::run(listener, state, shutdown));
-        Self { base: format!("http://{address}"), store, trigger }
+        let server = tokio::spawn(allot_core::server::run(listener, state, shutdown));
+        Self { base: format!("http://{address}"), store, trigger, server: Some(server) }
+    }
+
+    /// Fires the shutdown signal; the returned handle resolves when the server has stopped
+    /// (after its in-flight requests).
+    pub fn shut_down(&mut self) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        self.trigger.fire();
+        self.server.take().expect("the server runs until shut down once")
     }
 
     /// Asserts the invariant: every counter's `used` equals the sum of its live reservations.

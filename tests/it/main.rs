@@ -13,3 +13,4 @@ mod lua_clock;
 mod model;
 mod multi_item;
 mod redis_restart;
+mod shutdown;
