@@ -1,7 +1,9 @@
 -- Availability: expire due holds (bounded), then read the counters in (resource, slot) order
 -- with the version they stand at. ARGV[5] resource ('' any), [6] from slot ('' none),
 -- [7] to slot ('' none), [8] expiry batch bound. Returns flat quadruples
--- 'resource#slot', capacity, used, zones.
+-- 'resource#slot', capacity, used, zones. With a resource, the slot range is one ZRANGEBYLEX
+-- (byte order); without one, every counter is returned and the caller filters by slot, since
+-- Lua's string comparison follows the server's locale, not byte order.
 local resource, from, to = ARGV[5], ARGV[6], ARGV[7]
 local now = now_ms()
 local expired = 0
@@ -17,13 +19,7 @@ if resource ~= '' then
   local high = (to == '') and ('(' .. resource .. '$') or ('(' .. resource .. '#' .. to)
   members = redis.call('ZRANGEBYLEX', K_INDEX, low, high)
 else
-  members = {}
-  for _, field in ipairs(redis.call('ZRANGE', K_INDEX, 0, -1)) do
-    local _, slot = split_counter(field)
-    if (from == '' or slot >= from) and (to == '' or slot < to) then
-      members[#members + 1] = field
-    end
-  end
+  members = redis.call('ZRANGE', K_INDEX, 0, -1)
 end
 
 local result = { 'ok', expired, redis.call('HGET', K_META, 'version') or '0-0' }

@@ -1,19 +1,21 @@
 -- Set capacity absolutely for the named counters, creating them if new, in one step with the
 -- capacity_changed event and any level transitions. Refuses the whole change if the site would
--- exceed its counter bound. ARGV[5] counters-per-site bound, [6..] triples of 'resource#slot',
--- capacity, zones (',z1,z2,' or '' for no restriction).
+-- exceed its counter bound. Due holds are expired first, so `used` and the transitions reflect
+-- holds that have ended. ARGV[5] counters-per-site bound, [6] expiry batch bound, [7..] triples
+-- of 'resource#slot', capacity, zones (',z1,z2,' or '' for no restriction).
 local bound = tonumber(ARGV[5])
+local expired = expire_due(now_ms(), tonumber(ARGV[6]))
 local new_counters = 0
-for i = 6, #ARGV, 3 do
+for i = 7, #ARGV, 3 do
   if not redis.call('ZSCORE', K_INDEX, ARGV[i]) then new_counters = new_counters + 1 end
 end
 local existing = redis.call('ZCARD', K_INDEX)
 if existing + new_counters > bound then
-  return { 'toomany', 0, existing, new_counters }
+  return { 'toomany', expired, existing, new_counters }
 end
 
 local changes, counters, useds = {}, {}, {}
-for i = 6, #ARGV, 3 do
+for i = 7, #ARGV, 3 do
   local field, capacity, zones = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local before_capacity = redis.call('HGET', K_CAPACITY, field)
   local used = tonumber(redis.call('HGET', K_USED, field) or '0')
@@ -28,4 +30,4 @@ for i = 6, #ARGV, 3 do
 end
 emit('capacity_changed', '{"counters":[' .. table.concat(counters, ',') .. ']}')
 emit_transitions(changes)
-return { 'ok', 0, redis.call('HGET', K_META, 'version'), useds }
+return { 'ok', expired, redis.call('HGET', K_META, 'version'), useds }

@@ -33,9 +33,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("dev mode: no ALLOT_ADMIN_TOKEN or ALLOT_EDGE_SECRET, every request is allowed (loopback only)");
     }
     let (trigger, shutdown) = shutdown::channel();
+    // The embedded Redis has its own signal, fired only once the server has drained, so the
+    // requests still in flight at SIGTERM can finish against it.
+    let (redis_trigger, redis_shutdown) = shutdown::channel();
     let embedded = match &args.redis_url {
         Some(_) => None,
-        None => Some(EmbeddedRedis::start(&args.data_dir, shutdown.clone()).await?),
+        None => Some(EmbeddedRedis::start(&args.data_dir, redis_shutdown).await?),
     };
     let redis_url = match (&args.redis_url, &embedded) {
         (Some(url), _) => url.clone(),
@@ -54,10 +57,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests");
         trigger.fire();
     });
-    server::run(listener, state, shutdown).await?;
+    let served = server::run(listener, state, shutdown).await;
+    redis_trigger.fire();
     if let Some(embedded) = embedded {
         embedded.stopped().await;
     }
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -36,37 +36,52 @@ pub async fn run(store: Store, mut shutdown: Shutdown) {
             _ = shutdown.wait() => return,
             _ = rescan.tick() => {
                 if let Err(error) = rescan_sites(&store).await {
-                    tracing::debug!(%error, "hold rescan failed; retrying next period");
+                    failed("rescan", None, &error);
                 }
             }
             _ = sweep.tick() => {
                 if let Err(error) = sweep_once(&store).await {
-                    tracing::debug!(%error, "hold sweep failed; retrying next tick");
+                    failed("sweep", None, &error);
                 }
             }
         }
     }
 }
 
-/// One pass over every site with holds. Returns how many holds it expired.
+fn failed(what: &'static str, site: Option<&SiteId>, error: &StoreError) {
+    metrics::counter!("allot_redis_errors_total", "kind" => "sweeper").increment(1);
+    tracing::warn!(%error, site = site.map(SiteId::as_str), "hold {what} failed; retrying next tick");
+}
+
+/// One pass over every site with holds. Returns how many holds it expired. A site that fails
+/// is logged and skipped, so it cannot hold up the others.
 pub async fn sweep_once(store: &Store) -> Result<u64, StoreError> {
     let mut total = 0;
     for site in store.sites_with_holds().await? {
-        let mut left = 0;
-        for _ in 0..BATCHES_PER_SITE_MAX {
-            let (expired, holds_left) = store.expire_due(&site).await?;
-            total += expired;
-            left = holds_left;
-            if expired > 0 {
-                metrics::counter!("allot_holds_expired_total", "by" => "sweeper").increment(expired);
-            }
-            if expired < u64::from(EXPIRE_BATCH_MAX) {
-                break;
-            }
+        match sweep_site(store, &site).await {
+            Ok(expired) => total += expired,
+            Err(error) => failed("sweep", Some(&site), &error),
         }
-        if left == 0 {
-            store.forget_site_without_holds(&site).await?;
+    }
+    Ok(total)
+}
+
+async fn sweep_site(store: &Store, site: &SiteId) -> Result<u64, StoreError> {
+    let mut total = 0;
+    let mut left = 0;
+    for _ in 0..BATCHES_PER_SITE_MAX {
+        let (expired, holds_left) = store.expire_due(site).await?;
+        total += expired;
+        left = holds_left;
+        if expired > 0 {
+            metrics::counter!("allot_holds_expired_total", "by" => "sweeper").increment(expired);
         }
+        if expired < u64::from(EXPIRE_BATCH_MAX) {
+            break;
+        }
+    }
+    if left == 0 {
+        store.forget_site_without_holds(site).await?;
     }
     Ok(total)
 }

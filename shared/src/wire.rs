@@ -43,12 +43,38 @@ pub struct ReservationRequest {
     pub customer: Option<String>,
 }
 
+/// A JSON number that must be whole: fractions are malformed (400), and whole numbers of any
+/// size are kept so that a range check can answer 422 for them, even beyond 64 bits.
+#[derive(Debug, Clone, Copy)]
+enum Whole {
+    /// Fits in 64 bits.
+    Value(i128),
+    /// Whole, but beyond 64 bits.
+    Huge,
+}
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let number = serde_json::Number::deserialize(deserializer)?;
+        if let Some(n) = number.as_i64() {
+            Ok(Self::Value(i128::from(n)))
+        } else if let Some(n) = number.as_u64() {
+            Ok(Self::Value(i128::from(n)))
+        } else if let Some(f) = number.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0) {
+            // Whole, written with an exponent or beyond 64 bits: exact enough to range-check.
+            Ok(if f.abs() < 1e30 { Self::Value(f as i128) } else { Self::Huge })
+        } else {
+            Err(serde::de::Error::custom(format!("expected a whole number, got {number}")))
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawItem {
     resource: ResourceId,
     slot: Slot,
-    quantity: i64,
+    quantity: Whole,
 }
 
 #[derive(Deserialize)]
@@ -56,7 +82,7 @@ struct RawItem {
 struct RawReservationRequest {
     items: Vec<RawItem>,
     #[serde(default)]
-    hold_seconds: Option<i64>,
+    hold_seconds: Option<Whole>,
     #[serde(default)]
     zone: Option<ZoneId>,
     #[serde(default)]
@@ -133,7 +159,7 @@ pub struct CapacityRequest {
 struct RawCounterCapacity {
     resource: ResourceId,
     slot: Slot,
-    capacity: i64,
+    capacity: Whole,
     #[serde(default)]
     zones: Option<Vec<ZoneId>>,
 }
@@ -390,8 +416,11 @@ pub struct EventData {
     pub reservation: Option<Reservation>,
 }
 
-fn in_range(value: i64, min: u64, max: u64) -> Option<u64> {
-    u64::try_from(value).ok().filter(|v| (min..=max).contains(v))
+fn in_range(value: Whole, min: u64, max: u64) -> Option<u64> {
+    match value {
+        Whole::Value(n) => u64::try_from(n).ok().filter(|v| (min..=max).contains(v)),
+        Whole::Huge => None,
+    }
 }
 
 fn invalid(detail: String) -> Problem {
@@ -435,6 +464,10 @@ mod tests {
             (br#"{"items":[{"resource":"v","slot":"s","quantity":0}]}"#, "validation-failed"),
             (br#"{"items":[{"resource":"v","slot":"s","quantity":-1}]}"#, "validation-failed"),
             (br#"{"items":[{"resource":"v","slot":"s","quantity":1000001}]}"#, "validation-failed"),
+            (br#"{"items":[{"resource":"v","slot":"s","quantity":100000000000000000000}]}"#, "validation-failed"),
+            (br#"{"items":[{"resource":"v","slot":"s","quantity":1e3}]}"#, "ok"),
+            (br#"{"items":[{"resource":"v","slot":"s","quantity":1e300}]}"#, "validation-failed"),
+            (br#"{"items":[{"resource":"v","slot":"s","quantity":"1"}]}"#, "malformed-request"),
             (
                 br#"{"items":[{"resource":"v","slot":"s","quantity":1},{"resource":"v","slot":"s","quantity":1}]}"#,
                 "validation-failed",

@@ -63,6 +63,25 @@ fn redis_pid(data_dir: &Path) -> u32 {
     std::fs::read_to_string(data_dir.join("redis.pid")).expect("pidfile").trim().parse().expect("pid")
 }
 
+/// The port a redis-server listens on, from the process title it sets
+/// (`redis-server 127.0.0.1:PORT`).
+fn redis_port(pid: u32) -> u16 {
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    cmdline
+        .split(['\0', ' '])
+        .find_map(|part| part.strip_prefix("127.0.0.1:"))
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {cmdline:?}"))
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<u16>>) -> Vec<u16> {
+    let mut statuses = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        statuses.push(task.await.expect("task"));
+    }
+    statuses
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
@@ -177,16 +196,35 @@ async fn allot_serve_supervises_its_own_redis_and_stops_cleanly() {
         assert!(Instant::now() < deadline, "redis-server was not restarted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = saw_unavailable; // the restart can be faster than our first probe
+    // The supervisor waits at least 100 ms before restarting; we probe every 20 ms.
+    assert!(saw_unavailable, "readyz answered 503 while redis-server was down");
     let id = placed.body["id"].as_str().expect("id");
     let read = api.reservation("embedded", id).await;
     assert_eq!((read.status, read.body["status"].as_str()), (200, Some("confirmed")), "data survived the restart");
     assert_eq!(api.used("embedded", "vans", "2026-12-01").await, 2);
 
-    // SIGTERM: the coordinator exits 0 and takes its redis-server with it.
+    // SIGTERM with requests in flight (Redis paused for writes): they are answered, then the
+    // coordinator exits 0 and takes its redis-server with it.
     let second_pid = redis_pid(&data_dir);
+    let redis_port = redis_port(second_pid);
+    let mut connection = redis::Client::open(format!("redis://127.0.0.1:{redis_port}/"))
+        .expect("url")
+        .get_connection()
+        .expect("embedded redis answers");
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(800).arg("WRITE").query(&mut connection).expect("pause");
+    let in_flight: Vec<_> = (0..8)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move { api.reserve("embedded", &one_item("vans", "2026-12-01", 1), None).await.status })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let pid = served.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let statuses: Vec<u16> = futures_join(in_flight).await;
+    // Capacity 3, 2 used: exactly one of the eight fits; none fails for the shutdown.
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 7, "{statuses:?}");
     let deadline = Instant::now() + START_TIMEOUT;
     let status = loop {
         if let Some(status) = served.child.try_wait().expect("wait") {

@@ -251,9 +251,10 @@ impl Api {
         send(self.with_auth(self.http.get(format!("{}/v1/sites/{site}/availability{query}", self.base)))).await
     }
 
-    /// `used` of one counter, from availability.
+    /// `used` of one counter, from availability; panics if the read fails or the counter is unknown.
     pub async fn used(&self, site: &str, resource: &str, slot: &str) -> u64 {
         let answer = self.availability(site, "").await;
+        assert_eq!(answer.status, 200, "availability of {site}: {:?}", answer.body);
         answer.body["counters"]
             .as_array()
             .and_then(|counters| {
@@ -262,7 +263,7 @@ impl Api {
                     .find(|c| c["resource"] == resource && c["slot"] == slot)
                     .and_then(|c| c["used"].as_u64())
             })
-            .unwrap_or(0)
+            .unwrap_or_else(|| panic!("{site} has no counter {resource}@{slot}"))
     }
 
     /// POST a reservation with an optional idempotency key.

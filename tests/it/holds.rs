@@ -30,7 +30,7 @@ async fn a_confirmed_hold_stays_and_a_cancelled_one_returns_capacity() {
     let api = Api::new(&coordinator.base);
     api.set_capacity("hold", &[("vans", SLOT, 5)]).await;
 
-    let first = api.reserve("hold", &held(2, 1), None).await;
+    let first = api.reserve("hold", &held(2, 2), None).await;
     assert_eq!(first.status, 201);
     assert_eq!(first.body["status"], "held");
     assert!(first.body["expires_at"].is_string());
@@ -50,7 +50,7 @@ async fn a_confirmed_hold_stays_and_a_cancelled_one_returns_capacity() {
     assert_eq!(api.cancel("hold", second_id).await.body, cancelled.body, "cancelling twice answers the same");
     assert_eq!(api.confirm("hold", second_id).await.slug(), "reservation-not-held");
 
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // past the first hold's end
     assert_eq!(api.reservation("hold", id).await.body["status"], "confirmed", "a confirmed hold never expires");
     assert_eq!(api.used("hold", "vans", SLOT).await, 2);
     coordinator.assert_consistent("hold").await;
@@ -115,10 +115,9 @@ async fn two_coordinators_sweeping_one_redis_release_each_hold_once() {
     let api = Api::new(&first.base);
     api.set_capacity("twice", &[("vans", SLOT, HOLDS)]).await;
     for _ in 0..HOLDS {
-        assert_eq!(api.reserve("twice", &held(1, 1), None).await.status, 201);
+        assert_eq!(api.reserve("twice", &held(1, 3), None).await.status, 201);
     }
-    assert_eq!(raw_used(&redis, "twice"), HOLDS as i64);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while raw_used(&redis, "twice") != 0 {
         assert!(tokio::time::Instant::now() < deadline, "holds did not expire");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -129,4 +128,45 @@ async fn two_coordinators_sweeping_one_redis_release_each_hold_once() {
     assert_eq!(expired as u64, HOLDS);
     first.assert_consistent("twice").await;
     drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_expirers_release_each_due_hold_exactly_once() {
+    const HOLDS: u64 = 600;
+    let redis = TestRedis::start();
+    // Two stores (two connections, as two coordinators have), no sweepers: the race is ours.
+    let one = allot_core::store::Store::connect(&redis.url(), Default::default()).expect("store");
+    let two = allot_core::store::Store::connect(&redis.url(), Default::default()).expect("store");
+    let site = crate::common::site_id("race-expiry");
+    let capacity = allot_shared::CapacityRequest::parse(
+        json!({"counters": [{"resource": "vans", "slot": SLOT, "capacity": HOLDS}]}).to_string().as_bytes(),
+    )
+    .expect("capacity");
+    one.set_capacity(&site, &capacity).await.expect("set");
+    // Long enough that no hold ends while the others are still being placed.
+    let request = allot_shared::ReservationRequest::parse(held(1, 4).to_string().as_bytes()).expect("body");
+    let placing = tokio::time::Instant::now();
+    for _ in 0..HOLDS {
+        let id = allot_shared::ReservationId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
+        one.reserve(&site, &request, None, &id).await.expect("reserve");
+    }
+    assert_eq!(raw_used(&redis, "race-expiry"), HOLDS as i64, "all held before any ends");
+    tokio::time::sleep_until(placing + Duration::from_millis(4_100)).await;
+    let drain = |store: allot_core::store::Store, site: allot_shared::SiteId| async move {
+        let mut expired = 0;
+        loop {
+            let (now, left) = store.expire_due(&site).await.expect("expire");
+            expired += now;
+            if left == 0 {
+                return expired;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let (a, b) = tokio::join!(tokio::spawn(drain(one, site.clone())), tokio::spawn(drain(two, site.clone())));
+    let (a, b) = (a.expect("task"), b.expect("task"));
+    assert_eq!(a + b, HOLDS, "each hold expired once: {a} + {b}");
+    assert_eq!(raw_used(&redis, "race-expiry"), 0);
+    let expired = events(&redis, "race-expiry").iter().filter(|(_, t, _)| t == "reservation_expired").count();
+    assert_eq!(expired as u64, HOLDS);
 }

@@ -44,6 +44,22 @@ async fn a_replay_answers_the_same_reservation_as_it_stands_now() {
 }
 
 #[tokio::test]
+async fn a_replay_does_not_depend_on_capacity() {
+    let redis = TestRedis::start();
+    let coordinator = TestCoordinator::start(&redis).await;
+    let api = Api::new(&coordinator.base);
+    api.set_capacity("sold", &[("vans", SLOT, 2)]).await;
+    let first = api.reserve("sold", &one_item("vans", SLOT, 2), Some("mine")).await;
+    assert_eq!(first.status, 201);
+    // Sold out, then even closed: the replay still answers the reservation.
+    assert_eq!(api.reserve("sold", &one_item("vans", SLOT, 1), None).await.status, 409);
+    api.set_capacity("sold", &[("vans", SLOT, 0)]).await;
+    let replay = api.reserve("sold", &one_item("vans", SLOT, 2), Some("mine")).await;
+    assert_eq!((replay.status, replay.header("idempotent-replayed")), (200, Some("true")));
+    assert_eq!(replay.body["id"], first.body["id"]);
+}
+
+#[tokio::test]
 async fn a_key_reused_with_another_body_is_refused() {
     let redis = TestRedis::start();
     let coordinator = TestCoordinator::start(&redis).await;

@@ -47,8 +47,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// The workspace root. `cargo run` sets CARGO_MANIFEST_DIR for the process it starts, which is
+/// right even when this binary was built from another checkout sharing the target directory.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().map(Path::to_path_buf).unwrap_or(manifest_dir)
 }
 
 fn cargo() -> Command {

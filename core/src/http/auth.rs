@@ -71,12 +71,11 @@ impl Auth {
         if self.is_dev_mode() {
             return Ok(Caller::Dev);
         }
-        if let Some(authorization) = headers.get(header::AUTHORIZATION) {
-            let token = authorization
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or_else(|| unauthorized("Authorization must be `Bearer <token>`"))?;
+        let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        });
+        if let Some(token) = bearer {
             let expected = self.admin_token_digest.ok_or_else(|| unauthorized("no admin token is configured"))?;
             let given: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
             return if bool::from(given.ct_eq(&expected)) {

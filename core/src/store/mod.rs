@@ -60,7 +60,11 @@ impl From<redis::RedisError> for StoreError {
                         | ServerErrorKind::MasterDown
                         | ServerErrorKind::ReadOnly
                 )
-            );
+            )
+            || error.kind() == ErrorKind::AuthenticationFailed
+            // Server errors redis-rs has no kind for: out of memory, a long script running,
+            // persistence failing, too few replicas, authentication missing.
+            || matches!(error.code(), Some("OOM" | "BUSY" | "MISCONF" | "NOREPLICAS" | "NOAUTH"));
         if transient { Self::Unavailable(error) } else { Self::Corrupt(error.to_string()) }
     }
 }
@@ -285,7 +289,7 @@ impl Store {
     /// Sets capacity absolutely for the named counters; answers them as now stored.
     pub async fn set_capacity(&self, site: &SiteId, request: &CapacityRequest) -> Result<CapacityOutcome, StoreError> {
         let mut invocation = self.invocation(&self.scripts.set_capacity, site);
-        invocation.arg(allot_shared::limits::COUNTERS_PER_SITE_MAX);
+        invocation.arg(allot_shared::limits::COUNTERS_PER_SITE_MAX).arg(EXPIRE_BATCH_MAX);
         for counter in &request.counters {
             let zones = match &counter.zones {
                 None => String::new(),
@@ -317,17 +321,17 @@ impl Store {
             .iter()
             .zip(useds)
             .map(|(c, used)| {
-                let used = used.unsigned_abs();
-                Counter {
+                let used = u64::try_from(used).map_err(|_| StoreError::Corrupt(format!("negative used {used}")))?;
+                Ok(Counter {
                     resource: c.resource.clone(),
                     slot: c.slot.clone(),
                     capacity: c.capacity,
                     used,
                     remaining: c.capacity.saturating_sub(used),
                     zones: c.zones.clone(),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
         counters.sort_by(|a, b| (&a.resource, &a.slot).cmp(&(&b.resource, &b.slot)));
         Ok(CapacityOutcome::Set(Availability { site: site.clone(), version, counters }))
     }
@@ -343,14 +347,18 @@ impl Store {
         let reply = self.run(&invocation).await?;
         let version = reply.string(2)?;
         let mut counters = Vec::with_capacity(reply.len().saturating_sub(3) / 4);
-        let mut index = 3;
-        while index + 4 <= reply.len() {
-            let (resource, slot) = split_field(&reply.string(index)?)?;
-            let capacity = reply.parsed_u64(index + 1)?;
-            let used = reply.parsed_u64(index + 2)?;
-            let zones = parse_zones(&reply.string(index + 3)?)?;
+        let mut next = 3;
+        while next + 4 <= reply.len() {
+            let at = next;
+            next += 4;
+            let (resource, slot) = split_field(&reply.string(at)?)?;
+            if !query.matches(&resource, &slot) {
+                continue;
+            }
+            let capacity = reply.parsed_u64(at + 1)?;
+            let used = reply.parsed_u64(at + 2)?;
+            let zones = parse_zones(&reply.string(at + 3)?)?;
             counters.push(Counter { resource, slot, capacity, used, remaining: capacity.saturating_sub(used), zones });
-            index += 4;
         }
         Ok(Availability { site: site.clone(), version, counters })
     }
