@@ -8,15 +8,15 @@ const SLOT: &str = "2026-12-01T10:00Z";
 const ID: &str = "6f9619ff-8b86-4011-b42d-00c04fc964ff";
 
 /// One malformed request: method, path, content type, body, extra header, expected status and slug.
-struct Case {
-    name: &'static str,
-    method: &'static str,
-    path: String,
-    content_type: Option<&'static str>,
-    body: Vec<u8>,
-    header: Option<(&'static str, String)>,
-    status: u16,
-    slug: &'static str,
+pub struct Case {
+    pub name: &'static str,
+    pub method: &'static str,
+    pub path: String,
+    pub content_type: Option<&'static str>,
+    pub body: Vec<u8>,
+    pub header: Option<(&'static str, String)>,
+    pub status: u16,
+    pub slug: &'static str,
 }
 
 fn case(
@@ -43,7 +43,8 @@ fn item(quantity: serde_json::Value) -> String {
     json!({"items": [{"resource": "vans", "slot": SLOT, "quantity": quantity}]}).to_string()
 }
 
-fn cases() -> Vec<Case> {
+/// The table of malformed requests, shared with the edge tests.
+pub fn cases() -> Vec<Case> {
     let reservations = "/v1/sites/bad/reservations";
     let capacity = "/v1/sites/bad/capacity";
     let many_items: Vec<_> =
@@ -120,6 +121,21 @@ fn cases() -> Vec<Case> {
     cases
 }
 
+impl Case {
+    /// The request, aimed at `base`.
+    pub fn request(&self, http: &reqwest::Client, base: &str) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(self.method.as_bytes()).expect("method");
+        let mut request = http.request(method, format!("{base}{}", self.path)).body(self.body.clone());
+        if let Some(content_type) = self.content_type {
+            request = request.header("content-type", content_type);
+        }
+        if let Some((name, value)) = &self.header {
+            request = request.header(*name, value.as_str());
+        }
+        request
+    }
+}
+
 #[tokio::test]
 async fn every_malformed_request_gets_its_problem_and_changes_nothing() {
     let redis = TestRedis::start();
@@ -133,15 +149,7 @@ async fn every_malformed_request_gets_its_problem_and_changes_nothing() {
     assert!(cases.len() >= 30, "the table has {} cases", cases.len());
     let mut failures = Vec::new();
     for case in cases {
-        let method = reqwest::Method::from_bytes(case.method.as_bytes()).expect("method");
-        let mut request = api.http.request(method, format!("{}{}", api.base, case.path)).body(case.body.clone());
-        if let Some(content_type) = case.content_type {
-            request = request.header("content-type", content_type);
-        }
-        if let Some((name, value)) = &case.header {
-            request = request.header(*name, value.as_str());
-        }
-        let answer = send(request).await;
+        let answer = send(case.request(&api.http, &api.base)).await;
         let content_type = answer.header("content-type").unwrap_or_default().to_owned();
         if answer.status != case.status || answer.slug() != case.slug || content_type != "application/problem+json" {
             failures.push(format!(

@@ -15,7 +15,17 @@ struct Served {
 }
 
 impl Drop for Served {
+    /// SIGTERM, so that the coordinator stops its embedded redis-server too; SIGKILL would
+    /// leave that redis-server running.
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -6,6 +6,8 @@ mod bad_input;
 mod binary;
 mod capacity;
 mod common;
+mod edge;
+mod edge_fixture;
 mod flash_crowd;
 mod holds;
 mod idempotency;

@@ -13,6 +13,10 @@ const APT_PACKAGES: [(&str, &str); 2] = [("redis-server", "redis-server"), ("pro
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// Crates that must build for the WebAssembly target.
 const WASM_CRATES: [&str; 2] = ["allot-shared", "allot-edge"];
+/// worker-build, pinned: it turns the edge crate into a Worker (see ../shared/EDGE-TOOLCHAIN.md).
+const WORKER_BUILD_VERSION: &str = "0.8.7";
+/// The oldest Node.js the pinned wrangler runs on.
+const NODE_MAJOR_MIN: u32 = 20;
 
 /// Allot's project chores.
 #[derive(Debug, Parser)]
@@ -28,8 +32,12 @@ enum Chore {
     /// 127.0.0.1:8080 with its embedded Redis (data in ./data). Ctrl-C stops it.
     Dev,
     /// Install what is missing, then run every check CI runs: rustfmt, clippy -D warnings,
-    /// the wasm32 build, and all tests (unit and integration, against real redis-server).
+    /// the wasm32 build, the edge worker build, and all tests (unit and integration, against
+    /// real redis-server, coordinator and workerd).
     Test,
+    /// Build the edge worker (edge/build/) with local tools only, installing the pinned
+    /// worker-build, the wasm-bindgen CLI matching Cargo.lock, and the npm tools if missing.
+    EdgeBuild,
 }
 
 fn main() -> ExitCode {
@@ -37,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Chore::Dev => dev(),
         Chore::Test => test(),
+        Chore::EdgeBuild => edge_build(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,9 +81,7 @@ fn run(step: &str, command: &mut Command) -> anyhow::Result<()> {
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
+    which(program).is_some()
 }
 
 fn is_root() -> bool {
@@ -127,6 +134,7 @@ fn test() -> anyhow::Result<()> {
     }
     run("wasm32 build of the shared and edge crates", wasm.args(["--", "-D", "warnings"]))?;
     run("build the allot binary", cargo().args(["build", "-p", "allot-core", "--bin", "allot"]))?;
+    edge_build()?;
     let (passed, failed) = run_tests(cargo().args(["test", "--workspace"]))?;
     eprintln!("==> all checks passed in {:.0} s", started.elapsed().as_secs_f64());
     // One closing line for all test binaries, so a reader of the log sees the total.
@@ -165,30 +173,166 @@ fn run_tests(command: &mut Command) -> anyhow::Result<(u64, u64)> {
     Ok((passed, failed))
 }
 
+/// The version of a command-line tool, from `<tool> --version` (last word of the first line).
+fn tool_version(tool: &str) -> Option<String> {
+    let output = Command::new(tool).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines().next()?.split_whitespace().last().map(str::to_owned)
+}
+
+/// The version of a package in Cargo.lock.
+fn locked_version(package: &str) -> anyhow::Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == format!("name = \"{package}\"")
+            && let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \""))
+        {
+            return Ok(version.trim_end_matches('"').to_owned());
+        }
+    }
+    bail!("{package} is not in Cargo.lock")
+}
+
+fn ensure_cargo_tool(binary: &str, package: &str, version: &str, locked: bool) -> anyhow::Result<()> {
+    if tool_version(binary).as_deref() == Some(version) {
+        return Ok(());
+    }
+    let mut install = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    install.args(["install", package, "--version", version]);
+    if locked {
+        install.arg("--locked");
+    }
+    run(&format!("cargo install {package} {version} (once; a few minutes)"), &mut install)
+}
+
+fn ensure_node_tools() -> anyhow::Result<()> {
+    let major = tool_version("node")
+        .and_then(|v| v.trim_start_matches('v').split('.').next().and_then(|m| m.parse::<u32>().ok()));
+    match major {
+        Some(major) if major >= NODE_MAJOR_MIN => {}
+        Some(major) => bail!("Node.js {major} is too old for wrangler: install Node.js {NODE_MAJOR_MIN} or newer"),
+        None => bail!("Node.js is not installed: install Node.js {NODE_MAJOR_MIN} or newer (with npm)"),
+    }
+    let installed = root().join("node_modules/.package-lock.json");
+    let fresh = match (std::fs::metadata(&installed), std::fs::metadata(root().join("package-lock.json"))) {
+        (Ok(done), Ok(lock)) => done.modified().ok() >= lock.modified().ok(),
+        _ => false,
+    };
+    if fresh {
+        return Ok(());
+    }
+    run("npm ci", Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(root()))
+}
+
+/// Builds the edge worker into edge/build/ and reports the Wasm size.
+fn edge_build() -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    ensure_node_tools()?;
+    ensure_cargo_tool("worker-build", "worker-build", WORKER_BUILD_VERSION, true)?;
+    // The locked build of wasm-bindgen-cli fails; the CLI must match the library exactly.
+    ensure_cargo_tool("wasm-bindgen", "wasm-bindgen-cli", &locked_version("wasm-bindgen")?, false)?;
+    let wasm_bindgen = which("wasm-bindgen").context("wasm-bindgen is not on PATH after installing it")?;
+    let modules = root().join("node_modules");
+    run(
+        "worker-build --release (edge/)",
+        Command::new("worker-build")
+            .arg("--release")
+            .current_dir(root().join("edge"))
+            .env("WASM_BINDGEN_BIN", wasm_bindgen)
+            .env("WASM_OPT_BIN", modules.join(".bin/wasm-opt"))
+            .env("ESBUILD_BIN", modules.join("@esbuild/linux-x64/bin/esbuild")),
+    )?;
+    let wasm = root().join("edge/build/index_bg.wasm");
+    let raw = std::fs::metadata(&wasm).with_context(|| format!("{} was not built", wasm.display()))?.len();
+    let gzip = Command::new("gzip").args(["-9", "-c"]).arg(&wasm).output().context("gzip")?.stdout.len();
+    eprintln!("==> edge worker: {} KiB Wasm, {} KiB gzipped", raw / 1024, gzip / 1024);
+    Ok(())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|p| p.is_file()))
+}
+
+/// Waits until `GET path` on 127.0.0.1:`port` answers 200, up to `timeout`.
+fn wait_http_ok(port: u16, path: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            let mut status_line = [0u8; 12];
+            if stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_exact(&mut status_line).is_ok()
+                && &status_line == b"HTTP/1.1 200"
+            {
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("nothing answered 200 on 127.0.0.1:{port}{path} within {} s", timeout.as_secs());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn secret_from_env_or_new(name: &str) -> String {
+    std::env::var(name).ok().filter(|t| !t.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Stops a child with SIGTERM (so it can stop what it started), waiting for it to exit.
+fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+/// Runs the local stack: the coordinator (with its embedded Redis) on 8080 and the edge in
+/// workerd on 8787, until Ctrl-C (which reaches both: they share the terminal's process group).
 fn dev() -> anyhow::Result<()> {
+    const COORDINATOR_PORT: u16 = 8080;
+    const EDGE_PORT: u16 = 8787;
     ensure_apt_packages(&APT_PACKAGES[..1])?;
     run("build the allot binary", cargo().args(["build", "--release", "-p", "allot-core", "--bin", "allot"]))?;
-    let token = std::env::var("ALLOT_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let listen = "127.0.0.1:8080";
-    eprintln!();
-    eprintln!("  coordinator  http://{listen}");
-    eprintln!("  admin token  {token}");
-    eprintln!("  try          curl -H 'Authorization: Bearer {token}' http://{listen}/v1/sites/demo/availability");
-    eprintln!("  Ctrl-C stops it (the embedded Redis keeps its data in ./data)");
-    eprintln!();
-    let binary = root().join("target/release/allot");
-    let status = Command::new(binary)
-        .args(["serve", "--listen", listen])
+    edge_build()?;
+    let token = secret_from_env_or_new("ALLOT_ADMIN_TOKEN");
+    let edge_secret = secret_from_env_or_new("ALLOT_EDGE_SECRET");
+    // wrangler dev reads the edge's secret from .dev.vars (git-ignored).
+    std::fs::write(root().join(".dev.vars"), format!("ALLOT_EDGE_SECRET={edge_secret}\n")).context(".dev.vars")?;
+    let mut coordinator = Command::new(root().join("target/release/allot"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{COORDINATOR_PORT}")])
         .env("ALLOT_ADMIN_TOKEN", &token)
+        .env("ALLOT_EDGE_SECRET", &edge_secret)
         .current_dir(root())
-        .status()
+        .spawn()
         .context("starting allot serve")?;
-    // Ctrl-C reaches the coordinator too (same process group); it shuts down cleanly.
-    if !status.success() && status.code().is_some() {
-        bail!("allot serve exited with {status}");
+    if let Err(error) = wait_http_ok(COORDINATOR_PORT, "/readyz", std::time::Duration::from_secs(60)) {
+        stop(&mut coordinator);
+        return Err(error.context("the coordinator did not start"));
+    }
+    let mut edge = Command::new(root().join("node_modules/.bin/wrangler"))
+        .args(["dev", "--ip", "127.0.0.1", "--port", &EDGE_PORT.to_string()])
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .current_dir(root())
+        .spawn()
+        .context("starting wrangler dev")?;
+    if let Err(error) = wait_http_ok(EDGE_PORT, "/healthz", std::time::Duration::from_secs(90)) {
+        stop(&mut edge);
+        stop(&mut coordinator);
+        return Err(error.context("the edge did not start"));
+    }
+    eprintln!();
+    eprintln!("  coordinator  http://127.0.0.1:{COORDINATOR_PORT}   (admin token {token})");
+    eprintln!("  edge         http://127.0.0.1:{EDGE_PORT}   (no credentials; signs what it forwards)");
+    eprintln!("  try          curl http://127.0.0.1:{EDGE_PORT}/v1/sites/demo/availability");
+    eprintln!("  Ctrl-C stops both (the embedded Redis keeps its data in ./data)");
+    eprintln!();
+    let coordinator_status = coordinator.wait()?;
+    let _ = edge.wait();
+    if !coordinator_status.success() && coordinator_status.code().is_some() {
+        bail!("allot serve exited with {coordinator_status}");
     }
     Ok(())
 }

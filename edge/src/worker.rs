@@ -1,0 +1,404 @@
+//! The Workers runtime side: the fetch entry point, the Cache API, outbound fetches with
+//! timeouts, signing. Everything it decides comes from `route` and `policy`.
+
+use allot_shared::limits::BODY_BYTES_MAX;
+use allot_shared::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use allot_shared::{
+    Availability, AvailabilityQuery, IdempotencyKey, PROBLEM_CONTENT_TYPE, Problem, ProblemKind, ReservationRequest,
+    SiteId,
+};
+use futures_util::future::{Either, select};
+use worker::{
+    AbortController, Cache, Context, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response, event,
+    js_sys, wasm_bindgen,
+};
+
+use crate::policy::{self, EdgeConfig};
+use crate::route::{Route, route};
+
+/// Seconds a client should wait after the edge's 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+/// Where cached site views live in the Cache API (a URL no one can fetch).
+const CACHE_ORIGIN: &str = "https://allot-edge-cache.invalid";
+/// Response headers passed from the coordinator to the client.
+const PASSED_HEADERS: [&str; 5] = ["content-type", "etag", "location", "idempotent-replayed", "retry-after"];
+
+/// What a handler fails with: a problem for the client, or a runtime error (logged, answered 500).
+enum Failure {
+    Problem(Problem),
+    Runtime(worker::Error),
+}
+
+impl From<Problem> for Failure {
+    fn from(problem: Problem) -> Self {
+        Self::Problem(problem)
+    }
+}
+
+impl From<worker::Error> for Failure {
+    fn from(error: worker::Error) -> Self {
+        Self::Runtime(error)
+    }
+}
+
+type Outcome = Result<Response, Failure>;
+
+#[event(fetch)]
+pub async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<Response> {
+    match handle(request, &env, &context).await {
+        Ok(response) => Ok(response),
+        Err(Failure::Problem(problem)) => problem_response(&problem),
+        Err(Failure::Runtime(error)) => {
+            worker::console_error!("allot-edge: {error}");
+            problem_response(&Problem::new(ProblemKind::Internal, "internal error at the edge"))
+        }
+    }
+}
+
+fn problem_response(problem: &Problem) -> worker::Result<Response> {
+    let body = serde_json::to_vec(problem).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let mut response = Response::from_bytes(body)?.with_status(problem.status);
+    let headers = response.headers_mut();
+    headers.set("content-type", PROBLEM_CONTENT_TYPE)?;
+    if matches!(problem.kind(), Some(ProblemKind::Unavailable | ProblemKind::RateLimited)) {
+        headers.set("retry-after", RETRY_AFTER_SECONDS)?;
+    }
+    Ok(response)
+}
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|v| v.to_string()).or_else(|| env.secret(name).ok().map(|v| v.to_string()))
+}
+
+async fn handle(mut request: Request, env: &Env, context: &Context) -> Outcome {
+    let method = request.method().to_string();
+    let url = request.url()?;
+    let route = route(&method, url.path())?;
+    let config = EdgeConfig::from_vars(|name| var(env, name)).map_err(|e| {
+        worker::console_error!("allot-edge: configuration: {e}");
+        Problem::new(ProblemKind::Internal, "the edge is misconfigured")
+    })?;
+    let secret = var(env, "ALLOT_EDGE_SECRET").filter(|s| !s.is_empty()).ok_or_else(|| {
+        worker::console_error!("allot-edge: ALLOT_EDGE_SECRET is not set");
+        Problem::new(ProblemKind::Internal, "the edge is misconfigured")
+    })?;
+    let edge = Edge { config, secret };
+    match route {
+        Route::Healthz => Ok(Response::from_json(&serde_json::json!({ "status": "ok" }))?),
+        Route::Availability(site) => {
+            let query = AvailabilityQuery::parse(url.query())?;
+            edge.availability(&site, &query, request.headers().get("if-none-match")?.as_deref()).await
+        }
+        Route::Reserve(site) => {
+            let body = read_body(&mut request).await?;
+            edge.reserve(&site, &request, body, context).await
+        }
+        Route::ReadReservation(site, id) => {
+            let path = format!("/v1/sites/{site}/reservations/{id}");
+            edge.relay(Method::Get, &path, None, None).await
+        }
+        Route::Confirm(site, id) => {
+            let path = format!("/v1/sites/{site}/reservations/{id}/confirm");
+            let outcome = edge.relay(Method::Post, &path, None, None).await;
+            forget_view(&site).await;
+            outcome
+        }
+        Route::Cancel(site, id) => {
+            let path = format!("/v1/sites/{site}/reservations/{id}");
+            let outcome = edge.relay(Method::Delete, &path, None, None).await;
+            forget_view(&site).await;
+            outcome
+        }
+    }
+}
+
+/// Reads a JSON request body within the contract's limit.
+async fn read_body(request: &mut Request) -> Result<Vec<u8>, Failure> {
+    let declared = request.headers().get("content-length")?.and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > BODY_BYTES_MAX) {
+        return Err(too_large().into());
+    }
+    let body = request.bytes().await?;
+    if body.len() > BODY_BYTES_MAX {
+        return Err(too_large().into());
+    }
+    let is_json = request
+        .headers()
+        .get("content-type")?
+        .and_then(|v| v.split(';').next().map(|t| t.trim().eq_ignore_ascii_case("application/json")))
+        .unwrap_or(false);
+    if !is_json {
+        return Err(Problem::new(
+            ProblemKind::UnsupportedMediaType,
+            "send the body with Content-Type: application/json",
+        )
+        .into());
+    }
+    Ok(body)
+}
+
+fn too_large() -> Problem {
+    Problem::new(ProblemKind::PayloadTooLarge, format!("the body is larger than {BODY_BYTES_MAX} bytes"))
+}
+
+/// A coordinator's answer, read whole.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    attempts: u32,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn into_response(self) -> Outcome {
+        let mut response = Response::from_bytes(self.body)?.with_status(self.status);
+        let headers = response.headers_mut();
+        for (name, value) in &self.headers {
+            headers.set(name, value)?;
+        }
+        headers.set("allot-coordinator-attempts", &self.attempts.to_string())?;
+        Ok(response)
+    }
+}
+
+#[derive(Clone)]
+struct Edge {
+    config: EdgeConfig,
+    secret: String,
+}
+
+impl Edge {
+    /// Forwards a request, signed, retrying other coordinators while they are down.
+    async fn forward(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&[u8]>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, Failure> {
+        let started = now_ms();
+        let start = (js_sys::Math::random() * self.config.coordinators.len() as f64) as usize;
+        let mut last_failure = String::from("no attempt was made");
+        for (attempt, coordinator) in (1u32..).zip(self.config.attempt_order(start)) {
+            let elapsed = now_ms().saturating_sub(started);
+            if elapsed >= self.config.forward_budget_ms {
+                break;
+            }
+            let timeout_ms = self.config.attempt_timeout_ms.min(self.config.forward_budget_ms - elapsed);
+            let timestamp = now_ms() / 1000;
+            let headers = Headers::new();
+            let signed = signature::sign(
+                self.secret.as_bytes(),
+                method.as_ref(),
+                path_and_query,
+                timestamp,
+                body.unwrap_or_default(),
+            );
+            headers.set(TIMESTAMP_HEADER, &timestamp.to_string())?;
+            headers.set(SIGNATURE_HEADER, &signed)?;
+            if body.is_some() {
+                headers.set("content-type", "application/json")?;
+            }
+            if let Some(key) = idempotency_key {
+                headers.set("idempotency-key", key)?;
+            }
+            let mut init = RequestInit::new();
+            init.with_method(method.clone()).with_headers(headers);
+            if let Some(body) = body {
+                init.with_body(Some(js_sys::Uint8Array::from(body).into()));
+            }
+            let outbound = Request::new_with_init(&format!("{coordinator}{path_and_query}"), &init)?;
+            let controller = AbortController::default();
+            let signal = controller.signal();
+            let sent = Fetch::Request(outbound);
+            let fetching = std::pin::pin!(sent.send_with_signal(&signal));
+            let timer = std::pin::pin!(Delay::from(std::time::Duration::from_millis(timeout_ms)));
+            let mut response = match select(fetching, timer).await {
+                Either::Left((Ok(response), _)) => response,
+                Either::Left((Err(error), _)) => {
+                    last_failure = format!("{coordinator}: {error}");
+                    continue;
+                }
+                Either::Right(((), _)) => {
+                    controller.abort();
+                    last_failure = format!("{coordinator}: no answer within {timeout_ms} ms");
+                    continue;
+                }
+            };
+            let status = response.status_code();
+            if policy::is_retryable_status(status) {
+                last_failure = format!("{coordinator}: answered {status}");
+                continue;
+            }
+            let headers = PASSED_HEADERS
+                .iter()
+                .filter_map(|name| response.headers().get(name).ok().flatten().map(|v| ((*name).to_owned(), v)))
+                .collect();
+            let body = response.bytes().await?;
+            if status == 401 || status == 403 {
+                worker::console_error!("allot-edge: {coordinator} refused the edge's signature ({status})");
+                return Err(Problem::new(ProblemKind::Unavailable, "the edge cannot reach a coordinator").into());
+            }
+            return Ok(Answer { status, headers, body, attempts: attempt });
+        }
+        worker::console_warn!("allot-edge: forwarding {path_and_query} failed: {last_failure}");
+        Err(Problem::new(ProblemKind::Unavailable, "no coordinator answered; retry after the Retry-After delay").into())
+    }
+
+    /// Forwards and answers the coordinator's response as it is.
+    async fn relay(&self, method: Method, path: &str, body: Option<&[u8]>, key: Option<&str>) -> Outcome {
+        self.forward(method, path, body, key).await?.into_response()
+    }
+
+    async fn availability(&self, site: &SiteId, query: &AvailabilityQuery, if_none_match: Option<&str>) -> Outcome {
+        let now = now_ms();
+        let (view, age, source) = match cached_view(site).await {
+            Some((view, fetched_at)) if policy::age_ms(fetched_at, now) < self.config.cache_ttl_ms => {
+                (view, policy::age_ms(fetched_at, now), "cache")
+            }
+            _ => {
+                let answer = self.forward(Method::Get, &format!("/v1/sites/{site}/availability"), None, None).await?;
+                if answer.status != 200 {
+                    return answer.into_response();
+                }
+                let view: Availability = serde_json::from_slice(&answer.body)
+                    .map_err(|e| worker::Error::RustError(format!("coordinator availability: {e}")))?;
+                store_view(site, &answer.body, now, self.config.cache_ttl_ms).await;
+                (view, 0, "coordinator")
+            }
+        };
+        let etag = format!("\"{}\"", view.version);
+        let mut response = if policy::etag_matches(if_none_match, &etag) {
+            Response::empty()?.with_status(304)
+        } else {
+            Response::from_json(&policy::filtered(&view, query))?
+        };
+        let headers = response.headers_mut();
+        headers.set("etag", &etag)?;
+        headers.set("cache-control", "no-cache")?;
+        headers.set("age", &(age / 1000).to_string())?;
+        headers.set("allot-stale-ms", &age.to_string())?;
+        headers.set("allot-source", source)?;
+        Ok(response)
+    }
+
+    /// Fetches the site's full view from a coordinator into the cache.
+    async fn refresh_view(&self, site: &SiteId) {
+        let now = now_ms();
+        if let Some((_, fetched_at)) = cached_view(site).await
+            && policy::age_ms(fetched_at, now) < self.config.shield_age_ms / 2
+        {
+            return; // someone refreshed it just now
+        }
+        let path = format!("/v1/sites/{site}/availability");
+        if let Ok(answer) = self.forward(Method::Get, &path, None, None).await
+            && answer.status == 200
+        {
+            store_view(site, &answer.body, now, self.config.cache_ttl_ms).await;
+        }
+    }
+
+    async fn reserve(&self, site: &SiteId, request: &Request, body: Vec<u8>, context: &Context) -> Outcome {
+        let checked = ReservationRequest::parse(&body)?;
+        let client_key = match request.headers().get("idempotency-key")? {
+            None => None,
+            Some(value) => Some(IdempotencyKey::parse(&value).map_err(|_| {
+                Problem::new(
+                    ProblemKind::MalformedRequest,
+                    "Idempotency-Key must be 1..=255 printable ASCII characters",
+                )
+            })?),
+        };
+        if let Some((view, fetched_at)) = cached_view(site).await
+            && let Some(shortages) = policy::shielded_shortages(
+                &view,
+                policy::age_ms(fetched_at, now_ms()),
+                self.config.shield_age_ms,
+                &checked,
+            )
+        {
+            let mut response = problem_response(&Problem::insufficient(shortages))?;
+            response.headers_mut().set("allot-shielded", "true")?;
+            return Ok(response);
+        }
+        // Every forwarded attempt carries a key, so a retry on another coordinator finds the
+        // reservation a lost answer was about instead of making a second one.
+        let generated = client_key.is_none();
+        let key = match client_key {
+            Some(key) => key.as_str().to_owned(),
+            None => format!("edge-{}", random_uuid()?),
+        };
+        let path = format!("/v1/sites/{site}/reservations");
+        let mut answer = self.forward(Method::Post, &path, Some(&body), Some(&key)).await?;
+        if generated && answer.status == 200 && answer.header("idempotent-replayed") == Some("true") {
+            // Our own key replayed: an earlier attempt of this very request made it. To the client
+            // this is the creation it asked for.
+            answer.status = 201;
+            answer.headers.retain(|(name, _)| name != "idempotent-replayed");
+        }
+        if answer.status == 201 {
+            forget_view(site).await;
+        } else if answer.status == 409 && self.config.shield_age_ms > 0 {
+            // Refused for capacity: load the site's view after answering, so that the attempts
+            // that follow in a flash crowd are refused here while it is young.
+            let (edge, site) = (self.clone(), site.clone());
+            context.wait_until(async move { edge.refresh_view(&site).await });
+        }
+        answer.into_response()
+    }
+}
+
+fn random_uuid() -> Result<String, Failure> {
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).map_err(js_error)?;
+    let random_uuid: js_sys::Function =
+        wasm_bindgen::JsCast::dyn_into(js_sys::Reflect::get(&crypto, &"randomUUID".into()).map_err(js_error)?)
+            .map_err(js_error)?;
+    random_uuid
+        .call0(&crypto)
+        .map_err(js_error)?
+        .as_string()
+        .ok_or_else(|| Failure::Runtime(worker::Error::RustError("randomUUID returned no string".into())))
+}
+
+fn js_error(value: wasm_bindgen::JsValue) -> Failure {
+    Failure::Runtime(worker::Error::from(value))
+}
+
+fn cache_key(site: &SiteId) -> String {
+    format!("{CACHE_ORIGIN}/v1/sites/{site}/availability")
+}
+
+/// The site's full view from the Cache API, with when it was fetched.
+async fn cached_view(site: &SiteId) -> Option<(Availability, u64)> {
+    let mut response = Cache::default().get(cache_key(site), false).await.ok()??;
+    let fetched_at = response.headers().get("allot-fetched-at-ms").ok()??.parse().ok()?;
+    let view = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+    Some((view, fetched_at))
+}
+
+async fn store_view(site: &SiteId, body: &[u8], fetched_at_ms: u64, ttl_ms: u64) {
+    let stored = async {
+        let headers = Headers::new();
+        headers.set("content-type", "application/json")?;
+        headers.set("cache-control", &format!("max-age={}", ttl_ms.div_ceil(1000).max(1)))?;
+        headers.set("allot-fetched-at-ms", &fetched_at_ms.to_string())?;
+        let response = Response::from_bytes(body.to_vec())?.with_headers(headers);
+        Cache::default().put(cache_key(site), response).await
+    };
+    if let Err(error) = stored.await {
+        worker::console_warn!("allot-edge: caching availability of {site}: {error}");
+    }
+}
+
+/// Drops the cached view after a change made through this edge, so the next read is fresh.
+async fn forget_view(site: &SiteId) {
+    let _ = Cache::default().delete(cache_key(site), false).await;
+}

@@ -1,0 +1,264 @@
+//! The edge worker in real workerd in front of real coordinators on a real Redis.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{TestRedis, events, one_item, send};
+use crate::edge_fixture::{CoordinatorProcess, TestEdge};
+
+const SLOT: &str = "2026-12-01T10:00Z";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_reserves_confirms_and_cancels_through_the_edge() {
+    let redis = TestRedis::start();
+    let coordinator = CoordinatorProcess::start(&redis).await;
+    let edge = TestEdge::start(&[&coordinator.base], &[]).await;
+    let admin = coordinator.admin();
+    let customer = edge.api();
+    assert_eq!(admin.set_capacity("e2e", &[("vans", SLOT, 3), ("pickers", SLOT, 2)]).await.status, 200);
+
+    // Availability through the edge, then from its cache, with versions and 304.
+    let first = customer.availability("e2e", "").await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.body["counters"].as_array().map(Vec::len), Some(2));
+    assert_eq!(first.header("allot-source"), Some("coordinator"));
+    let again = customer.availability("e2e", "?resource=vans").await;
+    assert_eq!(again.header("allot-source"), Some("cache"));
+    assert_eq!(again.body["counters"].as_array().map(Vec::len), Some(1));
+    assert!(again.header("age").is_some() && again.header("allot-stale-ms").is_some());
+    let etag = first.header("etag").expect("etag").to_owned();
+    let not_modified =
+        send(customer.http.get(format!("{}/v1/sites/e2e/availability", edge.base)).header("If-None-Match", &etag))
+            .await;
+    assert_eq!(not_modified.status, 304);
+
+    // Reserve without credentials, read it, confirm, cancel: all through the edge.
+    let body = json!({"items": [
+        {"resource": "vans", "slot": SLOT, "quantity": 1},
+        {"resource": "pickers", "slot": SLOT, "quantity": 1},
+    ], "hold_seconds": 120});
+    let placed = customer.reserve("e2e", &body, None).await;
+    assert_eq!(placed.status, 201, "{:?}", placed.body);
+    assert_eq!(placed.body["status"], "held");
+    let id = placed.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(customer.reservation("e2e", &id).await.body["status"], "held");
+    assert_eq!(customer.confirm("e2e", &id).await.body["status"], "confirmed");
+    assert_eq!(admin.used("e2e", "vans", SLOT).await, 1);
+    let cancelled = customer.cancel("e2e", &id).await;
+    assert_eq!((cancelled.status, cancelled.body["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!(admin.used("e2e", "vans", SLOT).await, 0);
+    assert_eq!(customer.confirm("e2e", &id).await.slug(), "reservation-not-held");
+
+    // A client key is passed through: the retry is a replay.
+    let keyed = customer.reserve("e2e", &one_item("vans", SLOT, 1), Some("client-key-1")).await;
+    assert_eq!(keyed.status, 201);
+    let replay = customer.reserve("e2e", &one_item("vans", SLOT, 1), Some("client-key-1")).await;
+    assert_eq!((replay.status, replay.header("idempotent-replayed")), (200, Some("true")));
+    assert_eq!(replay.body["id"], keyed.body["id"]);
+
+    // Admin endpoints do not exist at the edge.
+    let capacity = customer.set_capacity("e2e", &[("vans", SLOT, 1000)]).await;
+    assert_eq!((capacity.status, capacity.slug()), (404, "not-found"));
+    assert_eq!(admin.used("e2e", "vans", SLOT).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_capacity_attempts_win_a_flash_crowd_through_the_edge() {
+    const CAPACITY: u64 = 50;
+    const ATTEMPTS: usize = 1_000;
+    const TASKS: usize = 64;
+    let redis = TestRedis::start();
+    let coordinator = CoordinatorProcess::start(&redis).await;
+    let edge = TestEdge::start(&[&coordinator.base], &[]).await;
+    coordinator.admin().set_capacity("crowd", &[("vans", SLOT, CAPACITY)]).await;
+    let api = Arc::new(edge.api());
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let api = Arc::clone(&api);
+        tasks.push(tokio::spawn(async move {
+            let (mut created, mut refused, mut shielded, mut other) = (0usize, 0usize, 0usize, Vec::new());
+            for _ in (task..ATTEMPTS).step_by(TASKS) {
+                let answer = api.reserve("crowd", &one_item("vans", SLOT, 1), None).await;
+                match (answer.status, answer.slug()) {
+                    (201, _) => created += 1,
+                    (409, "insufficient-capacity") => {
+                        refused += 1;
+                        if answer.header("allot-shielded") == Some("true") {
+                            shielded += 1;
+                        }
+                    }
+                    _ => other.push((answer.status, answer.body)),
+                }
+            }
+            (created, refused, shielded, other)
+        }));
+    }
+    let (mut created, mut refused, mut shielded) = (0, 0, 0);
+    for task in tasks {
+        let (c, r, s, other) = task.await.expect("task");
+        assert!(other.is_empty(), "unexpected answers: {other:?}");
+        created += c;
+        refused += r;
+        shielded += s;
+    }
+    assert_eq!(created, CAPACITY as usize);
+    assert_eq!(refused, ATTEMPTS - CAPACITY as usize);
+    let admin = coordinator.admin();
+    assert_eq!(admin.used("crowd", "vans", SLOT).await, CAPACITY);
+    let placed = events(&redis, "crowd").iter().filter(|(_, t, _)| t == "reservation_placed").count();
+    assert_eq!(placed, CAPACITY as usize, "one reservation per 201");
+    eprintln!("flash crowd through the edge: {created} created, {refused} refused ({shielded} at the edge)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_coordinator_mid_run_loses_no_attempt_and_makes_none_twice() {
+    const ATTEMPTS: usize = 300;
+    const TASKS: usize = 8;
+    let redis = TestRedis::start();
+    let mut first = CoordinatorProcess::start(&redis).await;
+    let second = CoordinatorProcess::start(&redis).await;
+    let edge = TestEdge::start(&[&first.base, &second.base], &[("ALLOT_SHIELD_AGE_MS", "0")]).await;
+    let admin = second.admin();
+    admin.set_capacity("failover", &[("vans", SLOT, 1_000)]).await;
+    let api = Arc::new(edge.api());
+    let killed = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let api = Arc::clone(&api);
+        tasks.push(tokio::spawn(async move {
+            let (mut created, mut unavailable, mut other) = (0usize, 0usize, Vec::new());
+            for _ in (task..ATTEMPTS).step_by(TASKS) {
+                let answer = api.reserve("failover", &one_item("vans", SLOT, 1), None).await;
+                match answer.status {
+                    201 => created += 1,
+                    503 => {
+                        assert_eq!(answer.slug(), "unavailable");
+                        assert!(answer.header("retry-after").is_some());
+                        unavailable += 1;
+                    }
+                    _ => other.push((answer.status, answer.body)),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (created, unavailable, other)
+        }));
+    }
+    // Kill the first coordinator (by pid, SIGKILL) while attempts are flowing.
+    let watcher = {
+        let admin = admin.clone();
+        let killed = Arc::clone(&killed);
+        async move {
+            while admin.used("failover", "vans", SLOT).await < 60 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            first.kill();
+            killed.store(true, Ordering::SeqCst);
+            first
+        }
+    };
+    let _first = watcher.await;
+    let (mut created, mut unavailable) = (0, 0);
+    for task in tasks {
+        let (c, u, other) = task.await.expect("task");
+        assert!(other.is_empty(), "unexpected answers: {other:?}");
+        created += c;
+        unavailable += u;
+    }
+    assert!(killed.load(Ordering::SeqCst));
+    assert_eq!(created + unavailable, ATTEMPTS, "every attempt ends in a reservation or a clear 503");
+    assert_eq!(admin.used("failover", "vans", SLOT).await, created as u64, "used equals the number of 201s");
+    let placed = events(&redis, "failover").iter().filter(|(_, t, _)| t == "reservation_placed").count();
+    assert_eq!(placed, created, "never two reservations for one attempt");
+    eprintln!("failover: {created} created, {unavailable} answered 503");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_refuses_bad_input_like_the_coordinator_without_forwarding_it() {
+    let redis = TestRedis::start();
+    let coordinator = CoordinatorProcess::start(&redis).await;
+    let edge = TestEdge::start(&[&coordinator.base], &[]).await;
+    coordinator.admin().set_capacity("bad", &[("vans", SLOT, 10)]).await;
+    let before = coordinator.api_requests().await;
+    let http = crate::common::client();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in crate::bad_input::cases() {
+        // Admin endpoints do not exist at the edge: those cases are 404 there, checked above.
+        if case.path.contains("/capacity") || case.status == 404 {
+            continue;
+        }
+        checked += 1;
+        let answer = send(case.request(&http, &edge.base)).await;
+        if answer.status != case.status || answer.slug() != case.slug {
+            failures.push(format!(
+                "{}: expected {} {}, got {} {} {}",
+                case.name,
+                case.status,
+                case.slug,
+                answer.status,
+                answer.slug(),
+                answer.body
+            ));
+        }
+        if answer.header("content-type") != Some("application/problem+json") {
+            failures.push(format!("{}: not problem+json", case.name));
+        }
+    }
+    assert!(checked >= 30, "the table sent {checked} cases");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(coordinator.api_requests().await, before, "nothing reached the coordinator");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_young_sold_out_view_refuses_at_the_edge_and_an_old_one_does_not() {
+    let redis = TestRedis::start();
+    let coordinator = CoordinatorProcess::start(&redis).await;
+    let edge =
+        TestEdge::start(&[&coordinator.base], &[("ALLOT_CACHE_TTL_MS", "5000"), ("ALLOT_SHIELD_AGE_MS", "5000")]).await;
+    let admin = coordinator.admin();
+    admin.set_capacity("shield", &[("vans", SLOT, 1), ("pickers", SLOT, 4)]).await;
+    let customer = edge.api();
+    assert_eq!(customer.reserve("shield", &one_item("vans", SLOT, 1), None).await.status, 201);
+    // The edge's view of the site, read now: vans sold out.
+    let view = customer.availability("shield", "").await;
+    assert_eq!(view.body["counters"][1]["remaining"], 0, "{:?}", view.body);
+
+    let before = coordinator.api_requests().await;
+    let body = json!({"items": [
+        {"resource": "pickers", "slot": SLOT, "quantity": 1},
+        {"resource": "vans", "slot": SLOT, "quantity": 1},
+    ]});
+    let refused = customer.reserve("shield", &body, None).await;
+    assert_eq!((refused.status, refused.slug()), (409, "insufficient-capacity"));
+    assert_eq!(refused.header("allot-shielded"), Some("true"));
+    assert_eq!(refused.body["shortages"], json!([{"resource": "vans", "slot": SLOT, "requested": 1, "remaining": 0}]));
+    assert_eq!(coordinator.api_requests().await, before, "refused without asking the coordinator");
+    // Items the view does not show as sold out are still forwarded: only the coordinator says yes.
+    assert_eq!(customer.reserve("shield", &one_item("pickers", SLOT, 4), None).await.status, 201);
+    assert_eq!(coordinator.api_requests().await, before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_from_the_coordinator_loads_the_view_that_shields_the_next_attempts() {
+    let redis = TestRedis::start();
+    let coordinator = CoordinatorProcess::start(&redis).await;
+    let edge =
+        TestEdge::start(&[&coordinator.base], &[("ALLOT_CACHE_TTL_MS", "5000"), ("ALLOT_SHIELD_AGE_MS", "5000")]).await;
+    coordinator.admin().set_capacity("learn", &[("vans", SLOT, 0)]).await;
+    let customer = edge.api();
+    let first = customer.reserve("learn", &one_item("vans", SLOT, 1), None).await;
+    assert_eq!((first.status, first.header("allot-shielded")), (409, None), "the first refusal is the coordinator's");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let next = customer.reserve("learn", &one_item("vans", SLOT, 1), None).await;
+        assert_eq!(next.status, 409);
+        if next.header("allot-shielded") == Some("true") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the edge never loaded the site's view");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
