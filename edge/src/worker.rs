@@ -20,6 +20,16 @@ use crate::route::{Route, route};
 const RETRY_AFTER_SECONDS: &str = "1";
 /// Where cached site views live in the Cache API (a URL no one can fetch).
 const CACHE_ORIGIN: &str = "https://allot-edge-cache.invalid";
+/// Site views one isolate keeps in memory (least recently fetched dropped first).
+const MEMORY_VIEWS_MAX: usize = 1_024;
+
+thread_local! {
+    /// This isolate's views: the first place to look, with no I/O. The Cache API behind it is
+    /// shared by the isolates of one location.
+    static MEMORY_VIEWS: std::cell::RefCell<std::collections::HashMap<SiteId, (std::rc::Rc<Availability>, u64)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// Response headers passed from the coordinator to the client.
 const PASSED_HEADERS: [&str; 5] = ["content-type", "etag", "location", "idempotent-replayed", "retry-after"];
 
@@ -91,7 +101,7 @@ async fn handle(mut request: Request, env: &Env, context: &Context) -> Outcome {
         Route::Healthz => Ok(Response::from_json(&serde_json::json!({ "status": "ok" }))?),
         Route::Availability(site) => {
             let query = AvailabilityQuery::parse(url.query())?;
-            edge.availability(&site, &query, request.headers().get("if-none-match")?.as_deref()).await
+            edge.availability(&site, &query, request.headers().get("if-none-match")?.as_deref(), context).await
         }
         Route::Reserve(site) => {
             let body = read_body(&mut request).await?;
@@ -104,13 +114,13 @@ async fn handle(mut request: Request, env: &Env, context: &Context) -> Outcome {
         Route::Confirm(site, id) => {
             let path = format!("/v1/sites/{site}/reservations/{id}/confirm");
             let outcome = edge.relay(Method::Post, &path, None, None).await;
-            forget_view(&site).await;
+            forget_view(&site, context);
             outcome
         }
         Route::Cancel(site, id) => {
             let path = format!("/v1/sites/{site}/reservations/{id}");
             let outcome = edge.relay(Method::Delete, &path, None, None).await;
-            forget_view(&site).await;
+            forget_view(&site, context);
             outcome
         }
     }
@@ -258,9 +268,15 @@ impl Edge {
         self.forward(method, path, body, key).await?.into_response()
     }
 
-    async fn availability(&self, site: &SiteId, query: &AvailabilityQuery, if_none_match: Option<&str>) -> Outcome {
+    async fn availability(
+        &self,
+        site: &SiteId,
+        query: &AvailabilityQuery,
+        if_none_match: Option<&str>,
+        context: &Context,
+    ) -> Outcome {
         let now = now_ms();
-        let (view, age, source) = match cached_view(site).await {
+        let (view, age, source) = match cached_view(site, self.config.cache_ttl_ms).await {
             Some((view, fetched_at)) if policy::age_ms(fetched_at, now) < self.config.cache_ttl_ms => {
                 (view, policy::age_ms(fetched_at, now), "cache")
             }
@@ -269,9 +285,13 @@ impl Edge {
                 if answer.status != 200 {
                     return answer.into_response();
                 }
-                let view: Availability = serde_json::from_slice(&answer.body)
-                    .map_err(|e| worker::Error::RustError(format!("coordinator availability: {e}")))?;
-                store_view(site, &answer.body, now, self.config.cache_ttl_ms).await;
+                let view: std::rc::Rc<Availability> = std::rc::Rc::new(
+                    serde_json::from_slice(&answer.body)
+                        .map_err(|e| worker::Error::RustError(format!("coordinator availability: {e}")))?,
+                );
+                remember(site, std::rc::Rc::clone(&view), now);
+                let (site, ttl_ms, body) = (site.clone(), self.config.cache_ttl_ms, answer.body);
+                context.wait_until(async move { store_view(&site, &body, now, ttl_ms).await });
                 (view, 0, "coordinator")
             }
         };
@@ -293,15 +313,17 @@ impl Edge {
     /// Fetches the site's full view from a coordinator into the cache.
     async fn refresh_view(&self, site: &SiteId) {
         let now = now_ms();
-        if let Some((_, fetched_at)) = cached_view(site).await
+        if let Some((_, fetched_at)) = memory_view(site)
             && policy::age_ms(fetched_at, now) < self.config.shield_age_ms / 2
         {
-            return; // someone refreshed it just now
+            return; // refreshed just now
         }
         let path = format!("/v1/sites/{site}/availability");
         if let Ok(answer) = self.forward(Method::Get, &path, None, None).await
             && answer.status == 200
+            && let Ok(view) = serde_json::from_slice::<Availability>(&answer.body)
         {
+            remember(site, std::rc::Rc::new(view), now);
             store_view(site, &answer.body, now, self.config.cache_ttl_ms).await;
         }
     }
@@ -317,7 +339,8 @@ impl Edge {
                 )
             })?),
         };
-        if let Some((view, fetched_at)) = cached_view(site).await
+        // Memory only: a reservation never waits on the Cache API.
+        if let Some((view, fetched_at)) = memory_view(site)
             && let Some(shortages) = policy::shielded_shortages(
                 &view,
                 policy::age_ms(fetched_at, now_ms()),
@@ -345,7 +368,7 @@ impl Edge {
             answer.headers.retain(|(name, _)| name != "idempotent-replayed");
         }
         if answer.status == 201 {
-            forget_view(site).await;
+            forget_view(site, context);
         } else if answer.status == 409 && self.config.shield_age_ms > 0 {
             // Refused for capacity: load the site's view after answering, so that the attempts
             // that follow in a flash crowd are refused here while it is young.
@@ -376,11 +399,36 @@ fn cache_key(site: &SiteId) -> String {
     format!("{CACHE_ORIGIN}/v1/sites/{site}/availability")
 }
 
-/// The site's full view from the Cache API, with when it was fetched.
-async fn cached_view(site: &SiteId) -> Option<(Availability, u64)> {
+fn remember(site: &SiteId, view: std::rc::Rc<Availability>, fetched_at_ms: u64) {
+    MEMORY_VIEWS.with(|views| {
+        let mut views = views.borrow_mut();
+        if views.len() >= MEMORY_VIEWS_MAX && !views.contains_key(site) {
+            let oldest = views.iter().min_by_key(|(_, (_, at))| *at).map(|(s, _)| s.clone());
+            if let Some(oldest) = oldest {
+                views.remove(&oldest);
+            }
+        }
+        views.insert(site.clone(), (view, fetched_at_ms));
+    });
+}
+
+/// The site's view from this isolate's memory, with when it was fetched.
+fn memory_view(site: &SiteId) -> Option<(std::rc::Rc<Availability>, u64)> {
+    MEMORY_VIEWS.with(|views| views.borrow().get(site).cloned())
+}
+
+/// The site's view: from memory, else from the Cache API (then kept in memory).
+async fn cached_view(site: &SiteId, fresh_within_ms: u64) -> Option<(std::rc::Rc<Availability>, u64)> {
+    let now = now_ms();
+    if let Some((view, fetched_at)) = memory_view(site)
+        && policy::age_ms(fetched_at, now) < fresh_within_ms
+    {
+        return Some((view, fetched_at));
+    }
     let mut response = Cache::default().get(cache_key(site), false).await.ok()??;
     let fetched_at = response.headers().get("allot-fetched-at-ms").ok()??.parse().ok()?;
-    let view = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+    let view: std::rc::Rc<Availability> = std::rc::Rc::new(serde_json::from_slice(&response.bytes().await.ok()?).ok()?);
+    remember(site, std::rc::Rc::clone(&view), fetched_at);
     Some((view, fetched_at))
 }
 
@@ -398,7 +446,12 @@ async fn store_view(site: &SiteId, body: &[u8], fetched_at_ms: u64, ttl_ms: u64)
     }
 }
 
-/// Drops the cached view after a change made through this edge, so the next read is fresh.
-async fn forget_view(site: &SiteId) {
-    let _ = Cache::default().delete(cache_key(site), false).await;
+/// Drops the cached view after a change made through this edge, so the next read is fresh:
+/// from memory now, from the Cache API after the response is sent.
+fn forget_view(site: &SiteId, context: &Context) {
+    MEMORY_VIEWS.with(|views| views.borrow_mut().remove(site));
+    let key = cache_key(site);
+    context.wait_until(async move {
+        let _ = Cache::default().delete(key, false).await;
+    });
 }

@@ -38,6 +38,13 @@ enum Chore {
     /// Build the edge worker (edge/build/) with local tools only, installing the pinned
     /// worker-build, the wasm-bindgen CLI matching Cargo.lock, and the npm tools if missing.
     EdgeBuild,
+    /// Build release binaries and run the benchmarks (own Redis, coordinator and edge on
+    /// loopback; bounded in time); prints a table and ratios, writes target/bench/*.json.
+    Bench {
+        /// Short runs (3 s per scenario) to check a claim quickly.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +53,7 @@ fn main() -> ExitCode {
         Chore::Dev => dev(),
         Chore::Test => test(),
         Chore::EdgeBuild => edge_build(),
+        Chore::Bench { quick } => bench(quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -280,6 +288,24 @@ fn wait_http_ok(port: u16, path: &str, timeout: std::time::Duration) -> anyhow::
 
 fn secret_from_env_or_new(name: &str) -> String {
     std::env::var(name).ok().filter(|t| !t.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+fn bench(quick: bool) -> anyhow::Result<()> {
+    ensure_apt_packages(&APT_PACKAGES[..1])?;
+    run(
+        "build release binaries",
+        cargo().args(["build", "--release", "-p", "allot-core", "--bin", "allot", "-p", "allot-bench"]),
+    )?;
+    edge_build()?;
+    let seconds = if quick { "3" } else { "10" };
+    run(
+        "allot-bench",
+        Command::new(root().join("target/release/allot-bench"))
+            .args(["--root", &root().to_string_lossy(), "--seconds", seconds])
+            .args(["--allot", &root().join("target/release/allot").to_string_lossy()])
+            .args(["--out", &root().join("target/bench/edge.json").to_string_lossy()])
+            .current_dir(root()),
+    )
 }
 
 /// Stops a child with SIGTERM (so it can stop what it started), waiting for it to exit.
