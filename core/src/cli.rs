@@ -23,6 +23,38 @@ pub enum Command {
     /// Run the coordinator: the HTTP API over Redis, the hold sweeper, and (without
     /// --redis-url) a private redis-server with its data under --data-dir.
     Serve(ServeArgs),
+    /// Print a site's events from its Redis Stream, one JSON object per line (what a dashboard
+    /// or an integration job reads; see the README on consumer groups and retention).
+    Events(EventsArgs),
+}
+
+/// Flags of `allot events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The site whose stream to read (`allot:{<site>}:events`).
+    pub site: String,
+
+    /// Redis holding the streams (for the embedded one, the URL `allot serve` logs at start).
+    #[arg(long, env = "ALLOT_REDIS_URL")]
+    pub redis_url: String,
+
+    /// Keep reading new events until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+
+    /// Start after this stream id (`0` for the oldest retained). Default: the oldest retained;
+    /// with --follow, only new events. With --group: where a new group starts.
+    #[arg(long)]
+    pub after: Option<String>,
+
+    /// Read through this consumer group and acknowledge each event after printing it, so the
+    /// group processes each event once (created if missing).
+    #[arg(long)]
+    pub group: Option<String>,
+
+    /// This reader's name within --group.
+    #[arg(long, default_value = "allot-events")]
+    pub consumer: String,
 }
 
 /// Log output format.

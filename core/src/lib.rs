@@ -4,8 +4,10 @@
 
 pub mod cli;
 pub mod embedded;
+pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod reader;
 pub mod server;
 pub mod shutdown;
 pub mod store;
@@ -51,7 +53,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "allot coordinator listening");
-    let state = AppState { store, auth, metrics: metrics::handle() };
+    let events = events::EventHub::new(&redis_url, shutdown.clone())?;
+    let state = AppState { store, auth, metrics: metrics::handle(), events };
     tokio::spawn(async move {
         shutdown::os_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");

@@ -8,17 +8,39 @@ use allot_core::cli::{Cli, Command, LogFormat};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    match args.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-    }
-    match allot_core::serve(args).await {
+    let result = match cli.command {
+        Command::Serve(args) => {
+            let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+            match args.log_format {
+                LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+                LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+            }
+            allot_core::serve(args).await
+        }
+        Command::Events(args) => events(args).await,
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("allot: {error:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn events(args: allot_core::cli::EventsArgs) -> anyhow::Result<()> {
+    let site = allot_shared::SiteId::parse(&args.site)?;
+    let (trigger, shutdown) = allot_core::shutdown::channel();
+    tokio::spawn(async move {
+        allot_core::shutdown::os_signal().await;
+        trigger.fire();
+    });
+    let options = allot_core::reader::ReadOptions {
+        site,
+        follow: args.follow,
+        after: args.after,
+        group: args.group,
+        consumer: args.consumer,
+    };
+    allot_core::reader::run(&args.redis_url, options, shutdown).await.map(|_| ())
 }

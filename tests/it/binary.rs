@@ -102,6 +102,11 @@ fn help_explains_every_flag_and_its_environment_variable() {
     let top = Command::new(allot_binary()).arg("--help").output().expect("allot --help");
     assert!(top.status.success());
     assert!(String::from_utf8_lossy(&top.stdout).contains("serve"));
+    let events = Command::new(allot_binary()).args(["events", "--help"]).output().expect("allot events --help");
+    let events = String::from_utf8_lossy(&events.stdout);
+    for flag in ["--redis-url", "ALLOT_REDIS_URL", "--follow", "--after", "--group", "--consumer"] {
+        assert!(events.contains(flag), "allot events --help does not mention {flag}:\n{events}");
+    }
     let serve = Command::new(allot_binary()).args(["serve", "--help"]).output().expect("allot serve --help");
     let text = String::from_utf8_lossy(&serve.stdout);
     for flag in [

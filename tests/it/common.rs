@@ -142,7 +142,8 @@ impl TestCoordinator {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address: SocketAddr = listener.local_addr().expect("address");
         let (trigger, shutdown) = shutdown::channel();
-        let state = AppState { store: store.clone(), auth, metrics: allot_core::metrics::handle() };
+        let events = allot_core::events::EventHub::new(&redis.url(), shutdown.clone()).expect("hub");
+        let state = AppState { store: store.clone(), auth, metrics: allot_core::metrics::handle(), events };
         let server = tokio::spawn(allot_core::server::run(listener, state, shutdown));
         Self { base: format!("http://{address}"), store, trigger, server: Some(server) }
     }

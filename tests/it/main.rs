@@ -8,6 +8,7 @@ mod capacity;
 mod common;
 mod edge;
 mod edge_fixture;
+mod events;
 mod flash_crowd;
 mod holds;
 mod idempotency;

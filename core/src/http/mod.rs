@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 mod observe;
+mod stream;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Fans the sites' event streams out to SSE subscribers.
+    pub events: crate::events::EventHub,
 }
 
 /// The coordinator's router, ready to serve or to drive with `tower::ServiceExt::oneshot`.
@@ -47,6 +50,8 @@ pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/sites/{site}/capacity", put(set_capacity).layer(DefaultBodyLimit::max(CAPACITY_BODY_BYTES_MAX)))
         .route("/v1/sites/{site}/availability", get(availability))
+        .route("/v1/sites/{site}/availability/stream", get(stream::availability_stream))
+        .route("/v1/sites/{site}/events", get(stream::events))
         .route("/v1/sites/{site}/reservations", post(reserve))
         .route("/v1/sites/{site}/reservations/{id}", get(read_reservation).delete(cancel))
         .route("/v1/sites/{site}/reservations/{id}/confirm", post(confirm))
