@@ -4,6 +4,7 @@
 
 mod load;
 mod procs;
+mod propagation;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -129,8 +130,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     check(&store, &results).await?;
+    let propagated = propagation::measure(&http, &coordinator.base, &edge.base, ADMIN, propagation::CHANGES).await?;
     let wasm = wasm_size(&cli.root)?;
     report(&results, wasm, &cli)?;
+    propagated.print();
     drop(edge);
     drop(coordinator);
     drop(redis);

@@ -152,7 +152,9 @@ impl Edge {
         let port = free_port()?;
         let dir = scratch_dir("edge")?;
         let config = format!(
-            "name = \"allot-edge-bench\"\nmain = \"{}\"\ncompatibility_date = \"2026-05-01\"\n\n[vars]\n\
+            "name = \"allot-edge-bench\"\nmain = \"{}\"\ncompatibility_date = \"2026-05-01\"\n\n\
+             [[durable_objects.bindings]]\nname = \"SITE_VIEWS\"\nclass_name = \"SiteView\"\n\n\
+             [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"SiteView\"]\n\n[vars]\n\
              ALLOT_COORDINATORS = \"{}\"\nALLOT_EDGE_SECRET = \"{edge_secret}\"\n",
             shim.display(),
             coordinators.join(",")

@@ -10,6 +10,9 @@
 
 pub mod policy;
 pub mod route;
+pub mod view;
 
+#[cfg(target_arch = "wasm32")]
+mod site_view;
 #[cfg(target_arch = "wasm32")]
 mod worker;

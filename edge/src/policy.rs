@@ -12,6 +12,11 @@ pub const CACHE_TTL_MS_DEFAULT: u64 = 1_000;
 pub const CACHE_TTL_MS_MAX: u64 = 10_000;
 /// Default age below which a cached `remaining` of 0 refuses a reservation at the edge.
 pub const SHIELD_AGE_MS_DEFAULT: u64 = 1_000;
+/// Default time an isolate reuses the live view it last got from the site's Durable Object
+/// before asking again: bounds the extra staleness of a read, and saves a call per read under load.
+pub const VIEW_MEMO_MS_DEFAULT: u64 = 20;
+/// Longest allowed view memo.
+pub const VIEW_MEMO_MS_MAX: u64 = 1_000;
 /// Attempts of one forwarded request, across coordinators, by default.
 pub const FORWARD_ATTEMPTS_DEFAULT: u32 = 3;
 /// Most attempts one forwarded request may be configured with.
@@ -30,6 +35,8 @@ pub struct EdgeConfig {
     pub cache_ttl_ms: u64,
     /// How young a cached view must be to refuse a reservation at the edge (0 turns it off).
     pub shield_age_ms: u64,
+    /// How long an isolate reuses a live view from the site's Durable Object (0: ask every time).
+    pub view_memo_ms: u64,
     /// Attempts per forwarded request.
     pub forward_attempts: u32,
     /// Time per attempt.
@@ -95,6 +102,12 @@ impl EdgeConfig {
                 get("ALLOT_SHIELD_AGE_MS").as_deref(),
                 SHIELD_AGE_MS_DEFAULT,
                 CACHE_TTL_MS_MAX,
+            )?,
+            view_memo_ms: number(
+                "ALLOT_VIEW_MEMO_MS",
+                get("ALLOT_VIEW_MEMO_MS").as_deref(),
+                VIEW_MEMO_MS_DEFAULT,
+                VIEW_MEMO_MS_MAX,
             )?,
             forward_attempts: u32::try_from(attempts.max(1)).unwrap_or(FORWARD_ATTEMPTS_DEFAULT),
             attempt_timeout_ms: number(

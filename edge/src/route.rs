@@ -6,8 +6,10 @@ use allot_shared::{Problem, ProblemKind, ReservationId, SiteId};
 /// An endpoint the edge serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `GET /v1/sites/{site}/availability`, served from the cache.
+    /// `GET /v1/sites/{site}/availability`, served from the site's live view (or the cache).
     Availability(SiteId),
+    /// `GET /v1/sites/{site}/availability/stream`, browsers' SSE from the site's live view.
+    AvailabilityStream(SiteId),
     /// `POST /v1/sites/{site}/reservations`, checked, maybe shielded, then forwarded.
     Reserve(SiteId),
     /// `GET /v1/sites/{site}/reservations/{id}`, forwarded.
@@ -69,6 +71,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, Problem> {
             "GET" | "HEAD" => Ok(Route::Availability(site(s)?)),
             _ => Err(method_not_allowed(method, path)),
         },
+        ["v1", "sites", s, "availability", "stream"] => match method {
+            "GET" => Ok(Route::AvailabilityStream(site(s)?)),
+            _ => Err(method_not_allowed(method, path)),
+        },
         ["v1", "sites", s, "reservations"] => match method {
             "POST" => Ok(Route::Reserve(site(s)?)),
             _ => Err(method_not_allowed(method, path)),
@@ -102,6 +108,7 @@ mod tests {
     #[test]
     fn public_endpoints_route_and_admin_ones_do_not() {
         assert_eq!(slug(route("GET", "/v1/sites/hub-1/availability")), "ok");
+        assert_eq!(slug(route("GET", "/v1/sites/hub-1/availability/stream")), "ok");
         assert_eq!(slug(route("POST", "/v1/sites/hub-1/reservations")), "ok");
         assert_eq!(slug(route("GET", &format!("/v1/sites/hub-1/reservations/{ID}"))), "ok");
         assert_eq!(slug(route("DELETE", &format!("/v1/sites/hub-1/reservations/{ID}"))), "ok");

@@ -24,6 +24,10 @@ const CACHE_ORIGIN: &str = "https://allot-edge-cache.invalid";
 const MEMORY_VIEWS_MAX: usize = 1_024;
 
 thread_local! {
+    /// Live views this isolate got from the sites' Durable Objects, with when it got them.
+    static LIVE_MEMO: std::cell::RefCell<std::collections::HashMap<SiteId, Memo>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+
     /// This isolate's views: the first place to look, with no I/O. The Cache API behind it is
     /// shared by the isolates of one location.
     static MEMORY_VIEWS: std::cell::RefCell<std::collections::HashMap<SiteId, (std::rc::Rc<Availability>, u64)>> =
@@ -34,7 +38,7 @@ thread_local! {
 const PASSED_HEADERS: [&str; 5] = ["content-type", "etag", "location", "idempotent-replayed", "retry-after"];
 
 /// What a handler fails with: a problem for the client, or a runtime error (logged, answered 500).
-enum Failure {
+pub(crate) enum Failure {
     Problem(Problem),
     Runtime(worker::Error),
 }
@@ -65,7 +69,7 @@ pub async fn fetch(request: Request, env: Env, context: Context) -> worker::Resu
     }
 }
 
-fn problem_response(problem: &Problem) -> worker::Result<Response> {
+pub(crate) fn problem_response(problem: &Problem) -> worker::Result<Response> {
     let body = serde_json::to_vec(problem).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let mut response = Response::from_bytes(body)?.with_status(problem.status);
     let headers = response.headers_mut();
@@ -76,11 +80,11 @@ fn problem_response(problem: &Problem) -> worker::Result<Response> {
     Ok(response)
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     Date::now().as_millis()
 }
 
-fn var(env: &Env, name: &str) -> Option<String> {
+pub(crate) fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|v| v.to_string()).or_else(|| env.secret(name).ok().map(|v| v.to_string()))
 }
 
@@ -88,24 +92,26 @@ async fn handle(mut request: Request, env: &Env, context: &Context) -> Outcome {
     let method = request.method().to_string();
     let url = request.url()?;
     let route = route(&method, url.path())?;
-    let config = EdgeConfig::from_vars(|name| var(env, name)).map_err(|e| {
-        worker::console_error!("allot-edge: configuration: {e}");
-        Problem::new(ProblemKind::Internal, "the edge is misconfigured")
-    })?;
-    let secret = var(env, "ALLOT_EDGE_SECRET").filter(|s| !s.is_empty()).ok_or_else(|| {
-        worker::console_error!("allot-edge: ALLOT_EDGE_SECRET is not set");
-        Problem::new(ProblemKind::Internal, "the edge is misconfigured")
-    })?;
-    let edge = Edge { config, secret };
+    let edge = Edge::from_env(env)?;
     match route {
         Route::Healthz => Ok(Response::from_json(&serde_json::json!({ "status": "ok" }))?),
         Route::Availability(site) => {
             let query = AvailabilityQuery::parse(url.query())?;
-            edge.availability(&site, &query, request.headers().get("if-none-match")?.as_deref(), context).await
+            let if_none_match = request.headers().get("if-none-match")?;
+            if let Some((live, age)) = memoized_live_view(env, &site, edge.config.view_memo_ms).await {
+                return serve_view(&live.view, &query, if_none_match.as_deref(), age, "stream", Some(&live));
+            }
+            edge.availability(&site, &query, if_none_match.as_deref(), context).await
+        }
+        Route::AvailabilityStream(site) => {
+            if url.query().is_some_and(|q| !q.is_empty()) {
+                return Err(Problem::new(ProblemKind::MalformedRequest, "this stream takes no query").into());
+            }
+            Ok(site_view_stub(env, &site)?.fetch_with_str(&format!("https://site-view/stream/{site}")).await?)
         }
         Route::Reserve(site) => {
             let body = read_body(&mut request).await?;
-            edge.reserve(&site, &request, body, context).await
+            edge.reserve(&site, &request, body, context, env).await
         }
         Route::ReadReservation(site, id) => {
             let path = format!("/v1/sites/{site}/reservations/{id}");
@@ -156,10 +162,10 @@ fn too_large() -> Problem {
 }
 
 /// A coordinator's answer, read whole.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     attempts: u32,
 }
 
@@ -180,14 +186,61 @@ impl Answer {
 }
 
 #[derive(Clone)]
-struct Edge {
-    config: EdgeConfig,
+pub(crate) struct Edge {
+    pub(crate) config: EdgeConfig,
     secret: String,
 }
 
 impl Edge {
+    /// The edge's settings and secret from the Worker's environment.
+    pub(crate) fn from_env(env: &Env) -> Result<Self, Failure> {
+        let config = EdgeConfig::from_vars(|name| var(env, name)).map_err(|e| {
+            worker::console_error!("allot-edge: configuration: {e}");
+            Problem::new(ProblemKind::Internal, "the edge is misconfigured")
+        })?;
+        let secret = var(env, "ALLOT_EDGE_SECRET").filter(|s| !s.is_empty()).ok_or_else(|| {
+            worker::console_error!("allot-edge: ALLOT_EDGE_SECRET is not set");
+            Problem::new(ProblemKind::Internal, "the edge is misconfigured")
+        })?;
+        Ok(Self { config, secret })
+    }
+
+    /// A request to `coordinator`, signed with the edge secret.
+    pub(crate) fn signed_request(
+        &self,
+        coordinator: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&[u8]>,
+        extra_headers: &[(&str, &str)],
+    ) -> worker::Result<Request> {
+        let timestamp = now_ms() / 1000;
+        let headers = Headers::new();
+        let signed = signature::sign(
+            self.secret.as_bytes(),
+            method.as_ref(),
+            path_and_query,
+            timestamp,
+            body.unwrap_or_default(),
+        );
+        headers.set(TIMESTAMP_HEADER, &timestamp.to_string())?;
+        headers.set(SIGNATURE_HEADER, &signed)?;
+        if body.is_some() {
+            headers.set("content-type", "application/json")?;
+        }
+        for (name, value) in extra_headers {
+            headers.set(name, value)?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(method).with_headers(headers);
+        if let Some(body) = body {
+            init.with_body(Some(js_sys::Uint8Array::from(body).into()));
+        }
+        Request::new_with_init(&format!("{coordinator}{path_and_query}"), &init)
+    }
+
     /// Forwards a request, signed, retrying other coordinators while they are down.
-    async fn forward(
+    pub(crate) async fn forward(
         &self,
         method: Method,
         path_and_query: &str,
@@ -203,29 +256,8 @@ impl Edge {
                 break;
             }
             let timeout_ms = self.config.attempt_timeout_ms.min(self.config.forward_budget_ms - elapsed);
-            let timestamp = now_ms() / 1000;
-            let headers = Headers::new();
-            let signed = signature::sign(
-                self.secret.as_bytes(),
-                method.as_ref(),
-                path_and_query,
-                timestamp,
-                body.unwrap_or_default(),
-            );
-            headers.set(TIMESTAMP_HEADER, &timestamp.to_string())?;
-            headers.set(SIGNATURE_HEADER, &signed)?;
-            if body.is_some() {
-                headers.set("content-type", "application/json")?;
-            }
-            if let Some(key) = idempotency_key {
-                headers.set("idempotency-key", key)?;
-            }
-            let mut init = RequestInit::new();
-            init.with_method(method.clone()).with_headers(headers);
-            if let Some(body) = body {
-                init.with_body(Some(js_sys::Uint8Array::from(body).into()));
-            }
-            let outbound = Request::new_with_init(&format!("{coordinator}{path_and_query}"), &init)?;
+            let extra: Vec<(&str, &str)> = idempotency_key.map(|key| ("idempotency-key", key)).into_iter().collect();
+            let outbound = self.signed_request(coordinator, method.clone(), path_and_query, body, &extra)?;
             let controller = AbortController::default();
             let signal = controller.signal();
             let sent = Fetch::Request(outbound);
@@ -295,19 +327,7 @@ impl Edge {
                 (view, 0, "coordinator")
             }
         };
-        let etag = format!("\"{}\"", view.version);
-        let mut response = if policy::etag_matches(if_none_match, &etag) {
-            Response::empty()?.with_status(304)
-        } else {
-            Response::from_json(&policy::filtered(&view, query))?
-        };
-        let headers = response.headers_mut();
-        headers.set("etag", &etag)?;
-        headers.set("cache-control", "no-cache")?;
-        headers.set("age", &(age / 1000).to_string())?;
-        headers.set("allot-stale-ms", &age.to_string())?;
-        headers.set("allot-source", source)?;
-        Ok(response)
+        serve_view(&view, query, if_none_match, age, source, None)
     }
 
     /// Fetches the site's full view from a coordinator into the cache.
@@ -328,7 +348,7 @@ impl Edge {
         }
     }
 
-    async fn reserve(&self, site: &SiteId, request: &Request, body: Vec<u8>, context: &Context) -> Outcome {
+    async fn reserve(&self, site: &SiteId, request: &Request, body: Vec<u8>, context: &Context, env: &Env) -> Outcome {
         let checked = ReservationRequest::parse(&body)?;
         let client_key = match request.headers().get("idempotency-key")? {
             None => None,
@@ -339,15 +359,24 @@ impl Edge {
                 )
             })?),
         };
-        // Memory only: a reservation never waits on the Cache API.
-        if let Some((view, fetched_at)) = memory_view(site)
-            && let Some(shortages) = policy::shielded_shortages(
-                &view,
-                policy::age_ms(fetched_at, now_ms()),
-                self.config.shield_age_ms,
-                &checked,
-            )
-        {
+        // The live view first (pushed by the event stream: a counter_full reaches it at once);
+        // if its stream is down, this isolate's short-lived memory view; never the Cache API.
+        let shortages = if self.config.shield_age_ms == 0 {
+            None
+        } else {
+            match live_shortages(env, site, &body).await {
+                Some(shortages) => Some(shortages).filter(|s| !s.is_empty()),
+                None => memory_view(site).and_then(|(view, fetched_at)| {
+                    policy::shielded_shortages(
+                        &view,
+                        policy::age_ms(fetched_at, now_ms()),
+                        self.config.shield_age_ms,
+                        &checked,
+                    )
+                }),
+            }
+        };
+        if let Some(shortages) = shortages {
             let mut response = problem_response(&Problem::insufficient(shortages))?;
             response.headers_mut().set("allot-shielded", "true")?;
             return Ok(response);
@@ -376,6 +405,136 @@ impl Edge {
             context.wait_until(async move { edge.refresh_view(&site).await });
         }
         answer.into_response()
+    }
+}
+
+/// Answers an availability request from a view.
+fn serve_view(
+    view: &Availability,
+    query: &AvailabilityQuery,
+    if_none_match: Option<&str>,
+    age_ms: u64,
+    source: &str,
+    live: Option<&LiveView>,
+) -> Outcome {
+    let etag = format!("\"{}\"", view.version);
+    let mut response = if policy::etag_matches(if_none_match, &etag) {
+        Response::empty()?.with_status(304)
+    } else {
+        Response::from_json(&policy::filtered(view, query))?
+    };
+    let headers = response.headers_mut();
+    headers.set("etag", &etag)?;
+    headers.set("cache-control", "no-cache")?;
+    headers.set("age", &(age_ms / 1000).to_string())?;
+    headers.set("allot-stale-ms", &age_ms.to_string())?;
+    headers.set("allot-source", source)?;
+    headers.set("allot-version", &view.version)?;
+    match live {
+        Some(live) => {
+            headers.set("allot-stream", &live.stream)?;
+            headers.set("allot-lag-ms", &live.lag_ms)?;
+            headers.set("allot-snapshots", &live.snapshots)?;
+        }
+        None => headers.set("allot-stream", "down")?,
+    }
+    Ok(response)
+}
+
+/// The Durable Object that holds `site`'s live view in this edge's region.
+fn site_view_stub(env: &Env, site: &SiteId) -> worker::Result<worker::Stub> {
+    let region = var(env, "ALLOT_REGION").filter(|r| !r.is_empty()).unwrap_or_else(|| "local".to_owned());
+    let name = format!("{site}@{region}");
+    let namespace = env.durable_object("SITE_VIEWS")?;
+    match var(env, "ALLOT_LOCATION_HINT").filter(|h| !h.is_empty()) {
+        Some(hint) => namespace.get_by_name_with_location_hint(&name, &hint),
+        None => namespace.get_by_name(&name),
+    }
+}
+
+/// A site's view as its Durable Object holds it while its event stream is up.
+struct LiveView {
+    view: Availability,
+    stream: String,
+    lag_ms: String,
+    snapshots: String,
+}
+
+/// A live view this isolate got from a Durable Object.
+struct Memo {
+    live: std::rc::Rc<LiveView>,
+    got_at_ms: u64,
+    /// A request is asking the object for a newer one right now.
+    refreshing: bool,
+}
+
+/// While one request refreshes a memo, others may serve it up to this old rather than all
+/// asking the single-threaded object at once.
+const MEMO_STALE_WHILE_REFRESHING_MS: u64 = 250;
+
+/// The live view, reused for `memo_ms` within this isolate (one refresh at a time); with its
+/// age in ms.
+async fn memoized_live_view(env: &Env, site: &SiteId, memo_ms: u64) -> Option<(std::rc::Rc<LiveView>, u64)> {
+    let now = now_ms();
+    let reuse = LIVE_MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        let entry = memo.get_mut(site)?;
+        let age = policy::age_ms(entry.got_at_ms, now);
+        if age < memo_ms || (entry.refreshing && age < MEMO_STALE_WHILE_REFRESHING_MS.max(memo_ms)) {
+            return Some((std::rc::Rc::clone(&entry.live), age));
+        }
+        entry.refreshing = true;
+        None
+    });
+    if reuse.is_some() {
+        return reuse;
+    }
+    let fetched = live_view(env, site).await.map(std::rc::Rc::new);
+    LIVE_MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        match &fetched {
+            Some(live) if memo_ms > 0 => {
+                if memo.len() >= MEMORY_VIEWS_MAX && !memo.contains_key(site) {
+                    memo.clear();
+                }
+                memo.insert(
+                    site.clone(),
+                    Memo { live: std::rc::Rc::clone(live), got_at_ms: now_ms(), refreshing: false },
+                );
+            }
+            _ => {
+                memo.remove(site);
+            }
+        }
+    });
+    fetched.map(|live| (live, 0))
+}
+
+/// The live view, or `None` if the object's stream has been down too long (or it fails).
+async fn live_view(env: &Env, site: &SiteId) -> Option<LiveView> {
+    let mut response =
+        site_view_stub(env, site).ok()?.fetch_with_str(&format!("https://site-view/view/{site}")).await.ok()?;
+    if response.status_code() != 200 {
+        return None;
+    }
+    let stream = response.headers().get("allot-stream").ok().flatten().unwrap_or_default();
+    let lag_ms = response.headers().get("allot-lag-ms").ok().flatten().unwrap_or_default();
+    let snapshots = response.headers().get("allot-snapshots").ok().flatten().unwrap_or_default();
+    let view = response.json().await.ok()?;
+    Some(LiveView { view, stream, lag_ms, snapshots })
+}
+
+/// Asks the site's live view whether a reservation is sold out: `Some(shortages)` to refuse,
+/// `Some(empty)` never; `None` when the live view cannot say (stream down).
+async fn live_shortages(env: &Env, site: &SiteId, body: &[u8]) -> Option<Vec<allot_shared::Shortage>> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(body).into()));
+    let request = Request::new_with_init(&format!("https://site-view/shield/{site}"), &init).ok()?;
+    let mut response = site_view_stub(env, site).ok()?.fetch_with_request(request).await.ok()?;
+    match response.status_code() {
+        200 => response.json().await.ok(),
+        204 => Some(Vec::new()),
+        _ => None,
     }
 }
 

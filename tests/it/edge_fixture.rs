@@ -44,7 +44,11 @@ pub struct CoordinatorProcess {
 impl CoordinatorProcess {
     /// Starts `allot serve` against `redis`, with the test credentials.
     pub async fn start(redis: &TestRedis) -> Self {
-        let port = free_port();
+        Self::start_on(redis, free_port()).await
+    }
+
+    /// Starts `allot serve` on a given port (to restart one where edges expect it).
+    pub async fn start_on(redis: &TestRedis, port: u16) -> Self {
         let child = Command::new(allot_binary())
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--redis-url", &redis.url()])
             .env("ALLOT_ADMIN_TOKEN", ADMIN)
@@ -57,6 +61,11 @@ impl CoordinatorProcess {
         let base = format!("http://127.0.0.1:{port}");
         wait_healthy(&format!("{base}/readyz"), crate::common::START_TIMEOUT, "allot").await;
         Self { child: Some(child), base }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
     }
 
     /// An admin client for it.
@@ -74,6 +83,18 @@ impl CoordinatorProcess {
 
     /// Sum of `allot_http_requests_total` for /v1 routes: how many API requests reached it.
     pub async fn api_requests(&self) -> u64 {
+        self.requests_matching(|labels| labels.contains("route=\"/v1/")).await
+    }
+
+    /// How many reservation attempts reached it (the edge's live views also make GET requests).
+    pub async fn reservation_posts(&self) -> u64 {
+        self.requests_matching(|labels| {
+            labels.contains("route=\"/v1/sites/{site}/reservations\"") && labels.contains("method=\"POST\"")
+        })
+        .await
+    }
+
+    async fn requests_matching(&self, matches: impl Fn(&str) -> bool) -> u64 {
         let text = crate::common::client()
             .get(format!("{}/metrics", self.base))
             .send()
@@ -83,7 +104,7 @@ impl CoordinatorProcess {
             .await
             .expect("text");
         text.lines()
-            .filter(|l| l.starts_with("allot_http_requests_total{") && l.contains("route=\"/v1/"))
+            .filter(|l| l.starts_with("allot_http_requests_total{") && matches(l))
             .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
             .map(|n| n as u64)
             .sum()
@@ -118,7 +139,9 @@ impl TestEdge {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("edge dir");
         let mut config = format!(
-            "name = \"allot-edge-test\"\nmain = \"{}\"\ncompatibility_date = \"2026-05-01\"\n\n[vars]\n\
+            "name = \"allot-edge-test\"\nmain = \"{}\"\ncompatibility_date = \"2026-05-01\"\n\n\
+             [[durable_objects.bindings]]\nname = \"SITE_VIEWS\"\nclass_name = \"SiteView\"\n\n\
+             [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"SiteView\"]\n\n[vars]\n\
              ALLOT_COORDINATORS = \"{}\"\nALLOT_EDGE_SECRET = \"{SECRET}\"\n",
             shim.display(),
             coordinators.join(",")

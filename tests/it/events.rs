@@ -15,8 +15,11 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// One server-sent event.
 #[derive(Debug, Clone, Default)]
 pub struct Sse {
+    /// `id:`.
     pub id: Option<String>,
+    /// `event:`.
     pub event: String,
+    /// `data:`.
     pub data: String,
 }
 

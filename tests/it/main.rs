@@ -7,6 +7,7 @@ mod binary;
 mod capacity;
 mod common;
 mod edge;
+mod edge_events;
 mod edge_fixture;
 mod events;
 mod flash_crowd;

@@ -1,0 +1,136 @@
+//! The edge's live view: changes pushed by the coordinator's event stream reach the edge
+//! without a TTL, across coordinator restarts, trimming (resync) and several edges.
+
+use serde_json::json;
+
+use crate::common::{TestRedis, one_item};
+use crate::edge::{remaining, wait_for_stream, wait_until_edge_shows};
+use crate::edge_fixture::{CoordinatorProcess, TestEdge};
+use crate::events::SseReader;
+
+const SLOT: &str = "2026-12-01T10:00Z";
+/// A TTL far longer than any wait below: whatever the edge shows sooner came by push.
+const LONG_TTL: (&str, &str) = ("ALLOT_CACHE_TTL_MS", "10000");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_at_the_coordinator_reaches_the_edge_without_a_ttl() {
+    let redis = TestRedis::start();
+    let coordinator = CoordinatorProcess::start(&redis).await;
+    let edge = TestEdge::start(&[&coordinator.base], &[LONG_TTL]).await;
+    let admin = coordinator.admin();
+    admin.set_capacity("push", &[("vans", SLOT, 3)]).await;
+    let customer = edge.api();
+    wait_for_stream(&customer, "push", "").await;
+
+    // Reserved directly at the coordinator, not through the edge.
+    let placed = admin.reserve("push", &one_item("vans", SLOT, 3), None).await;
+    assert_eq!(placed.status, 201);
+    let shown = wait_until_edge_shows(&customer, "push", |b| remaining(b, "vans") == Some(0)).await;
+    assert_eq!(shown.header("allot-source"), Some("stream"));
+    // The edge refuses at once now, without asking the coordinator.
+    let refused = customer.reserve("push", &one_item("vans", SLOT, 1), None).await;
+    assert_eq!((refused.status, refused.header("allot-shielded")), (409, Some("true")));
+
+    // Cancelling makes it available again, at the edge too (counter_reopened).
+    admin.cancel("push", placed.body["id"].as_str().expect("id")).await;
+    wait_until_edge_shows(&customer, "push", |b| remaining(b, "vans") == Some(3)).await;
+    assert_eq!(customer.reserve("push", &one_item("vans", SLOT, 1), None).await.status, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_coordinator_does_not_leave_the_edge_stale() {
+    let redis = TestRedis::start();
+    let mut coordinator = CoordinatorProcess::start(&redis).await;
+    let port = coordinator.port();
+    let edge = TestEdge::start(&[&coordinator.base], &[LONG_TTL]).await;
+    coordinator.admin().set_capacity("restart", &[("vans", SLOT, 5)]).await;
+    let customer = edge.api();
+    wait_for_stream(&customer, "restart", "").await;
+
+    coordinator.kill();
+    // Changed while the coordinator (and so the edge's stream) is down.
+    let store = allot_core::store::Store::connect(&redis.url(), Default::default()).expect("store");
+    store.load_scripts().await.expect("scripts");
+    let capacity = allot_shared::CapacityRequest::parse(
+        json!({"counters": [{"resource": "vans", "slot": SLOT, "capacity": 9}]}).to_string().as_bytes(),
+    )
+    .expect("capacity");
+    store.set_capacity(&crate::common::site_id("restart"), &capacity).await.expect("set");
+
+    let coordinator = CoordinatorProcess::start_on(&redis, port).await;
+    // The edge reconnects, resumes after its version and catches up.
+    let caught_up = wait_until_edge_shows(&customer, "restart", |b| remaining(b, "vans") == Some(9)).await;
+    assert_eq!(caught_up.header("allot-source"), Some("stream"));
+    assert_eq!(caught_up.header("allot-snapshots"), Some("1"), "caught up by resuming, not by reloading");
+    coordinator.admin().reserve("restart", &one_item("vans", SLOT, 4), None).await;
+    wait_until_edge_shows(&customer, "restart", |b| remaining(b, "vans") == Some(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_whose_resume_point_was_trimmed_reloads_its_snapshot() {
+    let redis = TestRedis::start();
+    let mut coordinator = CoordinatorProcess::start(&redis).await;
+    let port = coordinator.port();
+    let edge = TestEdge::start(&[&coordinator.base], &[LONG_TTL]).await;
+    coordinator.admin().set_capacity("trimmed", &[("vans", SLOT, 5)]).await;
+    let customer = edge.api();
+    wait_for_stream(&customer, "trimmed", "").await;
+
+    coordinator.kill();
+    // Far more changes than the stream keeps, while the edge cannot hear them.
+    let settings = allot_core::store::StoreSettings { events_retained_max: 50, ..Default::default() };
+    let store = allot_core::store::Store::connect(&redis.url(), settings).expect("store");
+    store.load_scripts().await.expect("scripts");
+    for capacity in 100..400u64 {
+        let body = json!({"counters": [{"resource": "vans", "slot": SLOT, "capacity": capacity}]});
+        let request = allot_shared::CapacityRequest::parse(body.to_string().as_bytes()).expect("capacity");
+        store.set_capacity(&crate::common::site_id("trimmed"), &request).await.expect("set");
+    }
+    let _coordinator = CoordinatorProcess::start_on(&redis, port).await;
+    let reloaded = wait_until_edge_shows(&customer, "trimmed", |b| remaining(b, "vans") == Some(399)).await;
+    assert_eq!(reloaded.header("allot-snapshots"), Some("2"), "told to resync, it reloaded its snapshot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edges_in_two_regions_each_follow_the_coordinator() {
+    let redis = TestRedis::start();
+    let coordinator = CoordinatorProcess::start(&redis).await;
+    let east = TestEdge::start(&[&coordinator.base], &[LONG_TTL, ("ALLOT_REGION", "east")]).await;
+    let west = TestEdge::start(&[&coordinator.base], &[LONG_TTL, ("ALLOT_REGION", "west")]).await;
+    let admin = coordinator.admin();
+    admin.set_capacity("two", &[("vans", SLOT, 4)]).await;
+    wait_for_stream(&east.api(), "two", "").await;
+    wait_for_stream(&west.api(), "two", "").await;
+
+    admin.reserve("two", &one_item("vans", SLOT, 1), None).await;
+    wait_until_edge_shows(&east.api(), "two", |b| remaining(b, "vans") == Some(3)).await;
+    wait_until_edge_shows(&west.api(), "two", |b| remaining(b, "vans") == Some(3)).await;
+
+    // One edge going away does not disturb the other's stream.
+    drop(east);
+    admin.reserve("two", &one_item("vans", SLOT, 2), None).await;
+    let shown = wait_until_edge_shows(&west.api(), "two", |b| remaining(b, "vans") == Some(1)).await;
+    assert_eq!(shown.header("allot-stream"), Some("live"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_get_a_snapshot_then_counters_from_the_edge() {
+    let redis = TestRedis::start();
+    let coordinator = CoordinatorProcess::start(&redis).await;
+    let edge = TestEdge::start(&[&coordinator.base], &[LONG_TTL]).await;
+    let admin = coordinator.admin();
+    admin.set_capacity("browse", &[("vans", SLOT, 2)]).await;
+    wait_for_stream(&edge.api(), "browse", "").await;
+
+    let mut stream = SseReader::open(&format!("{}/v1/sites/browse/availability/stream", edge.base), &[]).await;
+    let snapshot = stream.next().await.expect("snapshot");
+    assert_eq!(snapshot.event, "snapshot");
+    let mut body = one_item("vans", SLOT, 2);
+    body["customer"] = json!("bob@example.com");
+    let placed = admin.reserve("browse", &body, None).await;
+    let change = stream.next().await.expect("change");
+    assert_eq!(change.event, "availability");
+    let data: serde_json::Value = serde_json::from_str(&change.data).expect("json");
+    assert_eq!(data["counters"][0]["remaining"], 0);
+    assert!(!change.data.contains("bob") && !change.data.contains(placed.body["id"].as_str().expect("id")));
+}
