@@ -151,14 +151,7 @@ impl Edge {
         }
         let port = free_port()?;
         let dir = scratch_dir("edge")?;
-        let config = format!(
-            "name = \"allot-edge-bench\"\nmain = \"{}\"\ncompatibility_date = \"2026-05-01\"\n\n\
-             [[durable_objects.bindings]]\nname = \"SITE_VIEWS\"\nclass_name = \"SiteView\"\n\n\
-             [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"SiteView\"]\n\n[vars]\n\
-             ALLOT_COORDINATORS = \"{}\"\nALLOT_EDGE_SECRET = \"{edge_secret}\"\n",
-            shim.display(),
-            coordinators.join(",")
-        );
+        let config = allot_edge::local::wrangler_config(&shim, coordinators, edge_secret, &[]);
         std::fs::write(dir.join("wrangler.toml"), config)?;
         let log = std::fs::File::create(dir.join("wrangler.log"))?;
         let child = Command::new(root.join("node_modules/.bin/wrangler"))

@@ -8,6 +8,8 @@
 //! that talks to the Workers runtime. The edge never says yes on its own: only the coordinator
 //! accepts a reservation.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod local;
 pub mod policy;
 pub mod route;
 pub mod view;

@@ -138,17 +138,7 @@ impl TestEdge {
         let dir = std::env::temp_dir().join(format!("allot-test-edge-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("edge dir");
-        let mut config = format!(
-            "name = \"allot-edge-test\"\nmain = \"{}\"\ncompatibility_date = \"2026-05-01\"\n\n\
-             [[durable_objects.bindings]]\nname = \"SITE_VIEWS\"\nclass_name = \"SiteView\"\n\n\
-             [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"SiteView\"]\n\n[vars]\n\
-             ALLOT_COORDINATORS = \"{}\"\nALLOT_EDGE_SECRET = \"{SECRET}\"\n",
-            shim.display(),
-            coordinators.join(",")
-        );
-        for (name, value) in vars {
-            config.push_str(&format!("{name} = \"{value}\"\n"));
-        }
+        let config = allot_edge::local::wrangler_config(&shim, coordinators, SECRET, vars);
         let config_path = dir.join("wrangler.toml");
         std::fs::write(&config_path, config).expect("edge config");
         let log = std::fs::File::create(dir.join("wrangler.log")).expect("log");
