@@ -4,6 +4,13 @@
 -- holds that have ended. ARGV[5] counters-per-site bound, [6] expiry batch bound, [7..] triples
 -- of 'resource#slot', capacity, zones (',z1,z2,' or '' for no restriction).
 local bound = tonumber(ARGV[5])
+
+-- ',a,b,' -> '["a","b"]' (zone ids are pattern-checked: no quoting needed).
+local function zones_json(csv)
+  local names = {}
+  for zone in string.gmatch(csv, '[^,]+') do names[#names + 1] = '"' .. zone .. '"' end
+  return '[' .. table.concat(names, ',') .. ']'
+end
 local expired = expire_due(now_ms(), tonumber(ARGV[6]))
 local new_counters = 0
 for i = 7, #ARGV, 3 do
@@ -25,7 +32,10 @@ for i = 7, #ARGV, 3 do
   if zones == '' then redis.call('HDEL', K_ZONES, field) else redis.call('HSET', K_ZONES, field, zones) end
   redis.call('ZADD', K_INDEX, 0, field)
   changes[#changes + 1] = { field, before, capacity, used }
-  counters[#counters + 1] = counter_json(field, capacity, used)
+  -- capacity_changed also carries each counter's allow-list, so a view kept from events knows it.
+  local json = counter_json(field, capacity, used)
+  if zones ~= '' then json = string.sub(json, 1, -2) .. ',"zones":' .. zones_json(zones) .. '}' end
+  counters[#counters + 1] = json
   useds[#useds + 1] = used
 end
 emit('capacity_changed', '{"counters":[' .. table.concat(counters, ',') .. ']}')

@@ -78,11 +78,13 @@ pub struct StreamPosition {
 }
 
 impl StreamPosition {
-    /// Whether entries after `after` may be gone, so a client resuming there must reload.
-    /// `0` asks for "everything retained" and never needs to.
+    /// Whether a client that has seen everything up to `after` cannot simply resume: entries
+    /// after it may be gone (trimmed or deleted), or it claims to be ahead of the stream (Redis
+    /// lost writes it had seen, e.g. restored from an older file). `0` asks for "everything
+    /// retained" and never needs to.
     pub fn lost_after(&self, after: EntryId) -> bool {
         let zero = EntryId(0, 0);
-        after != zero && (after < self.max_deleted || (self.trimmed && after < self.first))
+        after != zero && (after < self.max_deleted || (self.trimmed && after < self.first) || after > self.last)
     }
 }
 
@@ -355,5 +357,7 @@ mod tests {
         assert!(!untrimmed.lost_after(EntryId(10, 0)));
         let deleted = StreamPosition { max_deleted: EntryId(45, 0), ..untrimmed };
         assert!(deleted.lost_after(EntryId(44, 0)));
+        assert!(untrimmed.lost_after(EntryId(51, 0)), "ahead of the stream");
+        assert!(!untrimmed.lost_after(EntryId(50, 0)));
     }
 }

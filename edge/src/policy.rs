@@ -144,8 +144,10 @@ pub fn age_ms(fetched_at_ms: u64, now_ms: u64) -> u64 {
 }
 
 /// The short items of `request` as the cached view sees them, if the view is young enough and
-/// shows `remaining` 0 for one of the items. The edge never says yes on its own: this only
-/// decides an early, polite no.
+/// shows `remaining` 0 for one of the items. The view is the site's whole view, so a counter
+/// missing from it has no capacity (remaining 0), as at the coordinator. A request touching a
+/// counter with a zone allow-list is never refused here: the coordinator checks zones before
+/// capacity. The edge never says yes on its own: this only decides an early, polite no.
 pub fn shielded_shortages(
     view: &Availability,
     view_age_ms: u64,
@@ -155,11 +157,13 @@ pub fn shielded_shortages(
     if view_age_ms >= shield_age_ms {
         return None;
     }
-    let remaining_of = |item: &allot_shared::Item| {
-        view.counters.iter().find(|c| c.resource == item.resource && c.slot == item.slot).map(|c| c.remaining)
-    };
-    let sold_out = request.items.iter().any(|item| remaining_of(item) == Some(0));
-    if !sold_out {
+    let counter_of =
+        |item: &allot_shared::Item| view.counters.iter().find(|c| c.resource == item.resource && c.slot == item.slot);
+    if request.items.iter().any(|item| counter_of(item).is_some_and(|c| c.zones.is_some())) {
+        return None;
+    }
+    let remaining_of = |item: &allot_shared::Item| counter_of(item).map_or(0, |c| c.remaining);
+    if !request.items.iter().any(|item| remaining_of(item) == 0) {
         return None;
     }
     Some(
@@ -167,7 +171,7 @@ pub fn shielded_shortages(
             .items
             .iter()
             .filter_map(|item| {
-                let remaining = remaining_of(item)?;
+                let remaining = remaining_of(item);
                 (remaining < item.quantity).then(|| Shortage {
                     resource: item.resource.clone(),
                     slot: item.slot.clone(),
@@ -250,9 +254,15 @@ mod tests {
         assert_eq!(shortages[1].remaining, 2);
         assert_eq!(shielded_shortages(&v, 1_000, 1_000, &both), None, "too old");
         assert_eq!(shielded_shortages(&v, 0, 0, &both), None, "shielding off");
-        // Short but not sold out, or not in the view: only the coordinator decides.
+        // Short but not sold out: only the coordinator decides.
         assert_eq!(shielded_shortages(&v, 0, 1_000, &request(&[("pickers", "s1", 3)])), None);
-        assert_eq!(shielded_shortages(&v, 0, 1_000, &request(&[("rooms", "s1", 1)])), None);
+        // Not in the site's view: no capacity, as at the coordinator.
+        let unknown = shielded_shortages(&v, 0, 1_000, &request(&[("rooms", "s1", 1)])).expect("shielded");
+        assert_eq!((unknown[0].requested, unknown[0].remaining), (1, 0));
+        // A zone-restricted counter: the coordinator's zone check comes first.
+        let mut zoned = v.clone();
+        zoned.counters[0].zones = Some(vec![allot_shared::ZoneId::parse("north").expect("zone")]);
+        assert_eq!(shielded_shortages(&zoned, 0, 1_000, &both), None);
     }
 
     #[test]

@@ -44,6 +44,8 @@ type BrowserSender = futures_channel::mpsc::Sender<Result<Vec<u8>, worker::Error
 
 #[derive(Default)]
 struct Live {
+    /// Bumped each time a subscription task starts; an older task stops when it sees a newer one.
+    generation: u64,
     site: Option<SiteId>,
     view: Option<Availability>,
     connected: bool,
@@ -132,11 +134,18 @@ impl worker::DurableObject for SiteView {
             "stream" => {
                 let (sender, receiver) = futures_channel::mpsc::channel(BROWSER_QUEUE_EVENTS);
                 let mut live = self.live.borrow_mut();
+                live.browsers.retain(|browser| !browser.is_closed());
                 if live.browsers.len() >= BROWSERS_MAX {
-                    return Response::error("too many listeners", 503);
+                    let problem = allot_shared::Problem::new(
+                        allot_shared::ProblemKind::Unavailable,
+                        format!("this edge streams one site to at most {BROWSERS_MAX} listeners"),
+                    );
+                    return crate::worker::problem_response(&problem);
                 }
                 let mut sender = sender;
-                if let Some(view) = live.servable(now) {
+                // The view as it stands (even while its stream recovers: its version says how
+                // current it is); later events are applied on top of it in order.
+                if let Some(view) = live.view.as_ref() {
                     let _ = sender.try_send(Ok(view::snapshot_event(view).into_bytes()));
                 }
                 live.browsers.push(sender);
@@ -150,11 +159,16 @@ impl worker::DurableObject for SiteView {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let idle = now_ms().saturating_sub(self.live.borrow().last_request_ms) > IDLE_MS;
-        if idle && self.live.borrow().browsers.is_empty() {
+        let idle = {
+            let mut live = self.live.borrow_mut();
+            live.browsers.retain(|browser| !browser.is_closed());
+            now_ms().saturating_sub(live.last_request_ms) > IDLE_MS && live.browsers.is_empty()
+        };
+        if idle {
             self.live.borrow_mut().running = false; // the subscription ends at its next wake-up
         } else {
             self.ensure_running().await;
+            self.state.storage().set_alarm(Duration::from_millis(KEEPALIVE_MS)).await?;
         }
         Response::ok("")
     }
@@ -162,21 +176,20 @@ impl worker::DurableObject for SiteView {
 
 impl SiteView {
     async fn ensure_running(&self) {
-        let site = {
+        let (site, generation) = {
             let mut live = self.live.borrow_mut();
             if live.running {
                 return;
             }
             let Some(site) = live.site.clone() else { return };
             live.running = true;
-            site
+            live.generation += 1;
+            (site, live.generation)
         };
+        // The alarm chain keeps the object (and so its subscription) alive while it is wanted.
         let _ = self.state.storage().set_alarm(Duration::from_millis(KEEPALIVE_MS)).await;
         let (live, env) = (Rc::clone(&self.live), self.env.clone());
-        wasm_bindgen_futures::spawn_local(async move { subscribe(live, env, site).await });
-        // Keep the alarm chain going for as long as the object is wanted.
-        let storage = self.state.storage();
-        let _ = storage.set_alarm(Duration::from_millis(KEEPALIVE_MS)).await;
+        wasm_bindgen_futures::spawn_local(async move { subscribe(live, env, site, generation).await });
     }
 }
 
@@ -194,14 +207,18 @@ async fn load_snapshot(edge: &Edge, site: &SiteId) -> Option<Availability> {
 }
 
 /// Keeps the view current until the object lets it go.
-async fn subscribe(live: Rc<RefCell<Live>>, env: Env, site: SiteId) {
+async fn subscribe(live: Rc<RefCell<Live>>, env: Env, site: SiteId, generation: u64) {
+    let current = |live: &Rc<RefCell<Live>>| {
+        let l = live.borrow();
+        l.running && l.generation == generation
+    };
     let Ok(edge) = Edge::from_env(&env) else {
         live.borrow_mut().running = false;
         return;
     };
     let mut delay_ms = RECONNECT_DELAY_MIN_MS;
     let mut attempt: usize = 0;
-    while live.borrow().running {
+    while current(&live) {
         let needs_snapshot = {
             let l = live.borrow();
             l.view.is_none() || l.reload
@@ -228,7 +245,15 @@ async fn subscribe(live: Rc<RefCell<Live>>, env: Env, site: SiteId) {
         attempt = attempt.wrapping_add(1);
         let path = format!("/v1/sites/{site}/events");
         let opened = match edge.signed_request(&coordinator, Method::Get, &path, None, &[("last-event-id", &version)]) {
-            Ok(request) => Fetch::Request(request).send().await.ok().filter(|r| r.status_code() == 200),
+            Ok(request) => {
+                let fetch = Fetch::Request(request);
+                let sending = std::pin::pin!(fetch.send());
+                let timer = std::pin::pin!(sleep_ms(edge.config.attempt_timeout_ms));
+                match select(sending, timer).await {
+                    Either::Left((Ok(response), _)) if response.status_code() == 200 => Some(response),
+                    _ => None, // failed, refused, or no answer in time: try again (next coordinator)
+                }
+            }
             Err(_) => None,
         };
         if let Some(mut response) = opened
@@ -242,7 +267,7 @@ async fn subscribe(live: Rc<RefCell<Live>>, env: Env, site: SiteId) {
             delay_ms = RECONNECT_DELAY_MIN_MS;
             let mut parser = SseParser::default();
             'read: loop {
-                if !live.borrow().running {
+                if !current(&live) {
                     break;
                 }
                 let next = std::pin::pin!(stream.next());
@@ -260,7 +285,7 @@ async fn subscribe(live: Rc<RefCell<Live>>, env: Env, site: SiteId) {
                     }
                     let Some(id) = event.id.as_deref() else { continue };
                     let Some(current) = l.view.as_mut() else { break 'read };
-                    match view::apply(current, id, &event.data) {
+                    match view::apply(current, id, &event.event, &event.data) {
                         Applied::Changed(counters) => {
                             l.events_applied += 1;
                             let text = view::availability_event(site.as_str(), id, &counters);
@@ -288,6 +313,8 @@ async fn subscribe(live: Rc<RefCell<Live>>, env: Env, site: SiteId) {
         delay_ms = (delay_ms * 2).min(RECONNECT_DELAY_MAX_MS);
     }
     let mut l = live.borrow_mut();
-    l.connected = false;
-    l.running = false;
+    if l.generation == generation {
+        l.connected = false;
+        l.running = false;
+    }
 }

@@ -82,8 +82,9 @@ pub enum Applied {
     Unreadable,
 }
 
-/// Applies one domain event to the view, if it is newer than the view's version.
-pub fn apply(view: &mut Availability, id: &str, data: &str) -> Applied {
+/// Applies one domain event of type `kind` to the view, if it is newer than the view's version.
+/// Only `capacity_changed` carries allow-lists; other events keep the counters' zones.
+pub fn apply(view: &mut Availability, id: &str, kind: &str, data: &str) -> Applied {
     let (Some(event_id), Some(version)) = (entry_id(id), entry_id(&view.version)) else {
         return Applied::Unreadable;
     };
@@ -93,6 +94,7 @@ pub fn apply(view: &mut Availability, id: &str, data: &str) -> Applied {
     let Ok(data) = serde_json::from_str::<EventData>(data) else {
         return Applied::Unreadable;
     };
+    let sets_zones = kind == "capacity_changed";
     let mut changed = Vec::with_capacity(data.counters.len());
     for counter in data.counters {
         let updated = Counter {
@@ -106,10 +108,10 @@ pub fn apply(view: &mut Availability, id: &str, data: &str) -> Applied {
         let key = (&updated.resource, &updated.slot);
         match view.counters.binary_search_by(|c| (&c.resource, &c.slot).cmp(&key)) {
             Ok(at) => {
-                let zones = view.counters[at].zones.take();
+                let zones = if sets_zones { counter.zones } else { view.counters[at].zones.take() };
                 view.counters[at] = Counter { zones, ..updated.clone() };
             }
-            Err(at) => view.counters.insert(at, updated.clone()),
+            Err(at) => view.counters.insert(at, Counter { zones: counter.zones, ..updated.clone() }),
         }
         changed.push(updated);
     }
@@ -117,7 +119,8 @@ pub fn apply(view: &mut Availability, id: &str, data: &str) -> Applied {
     Applied::Changed(changed)
 }
 
-/// The SSE bytes of one browser-facing availability change.
+/// The SSE bytes of one browser-facing availability change: counters only (`changed` never
+/// carries zones).
 pub fn availability_event(site: &str, id: &str, counters: &[Counter]) -> String {
     let body = serde_json::json!({ "site": site, "version": id, "counters": counters });
     format!("id: {id}\nevent: availability\ndata: {body}\n\n")
@@ -167,17 +170,25 @@ mod tests {
     fn events_apply_in_order_once() {
         let mut v = view();
         let data = r#"{"counters":[{"resource":"vans","slot":"s2","capacity":5,"used":5},{"resource":"vans","slot":"s1","capacity":2,"used":0}]}"#;
-        assert!(matches!(apply(&mut v, "101-0", data), Applied::Changed(ref c) if c.len() == 2));
+        assert!(matches!(apply(&mut v, "101-0", "reservation_placed", data), Applied::Changed(ref c) if c.len() == 2));
         assert_eq!(v.version, "101-0");
         assert_eq!(v.counters.len(), 2);
         assert_eq!(v.counters[0].slot.as_str(), "s1", "new counters keep the (resource, slot) order");
         assert_eq!(v.counters[1].remaining, 0);
         assert!(v.counters[1].zones.is_some(), "zones are kept from the snapshot");
-        assert_eq!(apply(&mut v, "101-0", data), Applied::AlreadySeen);
-        assert_eq!(apply(&mut v, "99-5", data), Applied::AlreadySeen);
-        assert_eq!(apply(&mut v, "102-0", "not json"), Applied::Unreadable);
+        assert_eq!(apply(&mut v, "101-0", "reservation_placed", data), Applied::AlreadySeen);
+        assert_eq!(apply(&mut v, "99-5", "reservation_placed", data), Applied::AlreadySeen);
+        assert_eq!(apply(&mut v, "102-0", "reservation_placed", "not json"), Applied::Unreadable);
         assert_eq!(v.version, "101-0", "a failed apply leaves the version");
-        assert!(matches!(apply(&mut v, "1000-0", data), Applied::Changed(_)), "numeric, not lexicographic order");
+        assert!(
+            matches!(apply(&mut v, "1000-0", "reservation_placed", data), Applied::Changed(_)),
+            "numeric, not lexicographic order"
+        );
+        // capacity_changed sets allow-lists exactly: here it lifts s2's restriction, adds one to s1.
+        let capacity = r#"{"counters":[{"resource":"vans","slot":"s2","capacity":6,"used":5},{"resource":"vans","slot":"s1","capacity":2,"used":0,"zones":["east"]}]}"#;
+        assert!(matches!(apply(&mut v, "1001-0", "capacity_changed", capacity), Applied::Changed(_)));
+        assert_eq!(v.counters[1].zones, None);
+        assert_eq!(v.counters[0].zones.as_ref().map(Vec::len), Some(1));
     }
 
     #[test]

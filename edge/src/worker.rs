@@ -284,7 +284,14 @@ impl Edge {
                 .iter()
                 .filter_map(|name| response.headers().get(name).ok().flatten().map(|v| ((*name).to_owned(), v)))
                 .collect();
-            let body = response.bytes().await?;
+            let body = match response.bytes().await {
+                Ok(body) => body,
+                Err(error) => {
+                    // The answer was lost mid-body: the next attempt (same key) finds out.
+                    last_failure = format!("{coordinator}: reading the answer failed: {error}");
+                    continue;
+                }
+            };
             if status == 401 || status == 403 {
                 worker::console_error!("allot-edge: {coordinator} refused the edge's signature ({status})");
                 return Err(Problem::new(ProblemKind::Unavailable, "the edge cannot reach a coordinator").into());
@@ -349,7 +356,7 @@ impl Edge {
     }
 
     async fn reserve(&self, site: &SiteId, request: &Request, body: Vec<u8>, context: &Context, env: &Env) -> Outcome {
-        let checked = ReservationRequest::parse(&body)?;
+        // The same order of checks as the coordinator, so both refuse alike.
         let client_key = match request.headers().get("idempotency-key")? {
             None => None,
             Some(value) => Some(IdempotencyKey::parse(&value).map_err(|_| {
@@ -359,9 +366,12 @@ impl Edge {
                 )
             })?),
         };
+        let checked = ReservationRequest::parse(&body)?;
         // The live view first (pushed by the event stream: a counter_full reaches it at once);
         // if its stream is down, this isolate's short-lived memory view; never the Cache API.
-        let shortages = if self.config.shield_age_ms == 0 {
+        // A request with the client's own key is always forwarded: the coordinator looks the
+        // key up before anything else, so a replay never depends on capacity.
+        let shortages = if self.config.shield_age_ms == 0 || client_key.is_some() {
             None
         } else {
             match live_shortages(env, site, &body).await {
@@ -497,10 +507,18 @@ async fn memoized_live_view(env: &Env, site: &SiteId, memo_ms: u64) -> Option<(s
                 if memo.len() >= MEMORY_VIEWS_MAX && !memo.contains_key(site) {
                     memo.clear();
                 }
-                memo.insert(
-                    site.clone(),
-                    Memo { live: std::rc::Rc::clone(live), got_at_ms: now_ms(), refreshing: false },
-                );
+                // Two refreshes may race: keep the newer view, so versions never go backwards.
+                let older = memo.get(site).is_some_and(|held| {
+                    crate::view::entry_id(&held.live.view.version) > crate::view::entry_id(&live.view.version)
+                });
+                if older {
+                    if let Some(held) = memo.get_mut(site) {
+                        held.refreshing = false;
+                    }
+                } else {
+                    let entry = Memo { live: std::rc::Rc::clone(live), got_at_ms: now_ms(), refreshing: false };
+                    memo.insert(site.clone(), entry);
+                }
             }
             _ => {
                 memo.remove(site);

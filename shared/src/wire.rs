@@ -403,6 +403,9 @@ pub struct EventCounter {
     pub capacity: u64,
     /// Used after the change.
     pub used: u64,
+    /// The allow-list of zones, in `capacity_changed` events only (absent there: no restriction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zones: Option<Vec<ZoneId>>,
 }
 
 /// The `data` of every event: the counters it changed, and the reservation for

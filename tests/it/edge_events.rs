@@ -134,3 +134,41 @@ async fn browsers_get_a_snapshot_then_counters_from_the_edge() {
     assert_eq!(data["counters"][0]["remaining"], 0);
     assert!(!change.data.contains("bob") && !change.data.contains(placed.body["id"].as_str().expect("id")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_retry_is_replayed_even_when_the_edge_sees_the_counter_sold_out() {
+    let redis = TestRedis::start();
+    let coordinator = CoordinatorProcess::start(&redis).await;
+    let edge = TestEdge::start(&[&coordinator.base], &[LONG_TTL]).await;
+    coordinator.admin().set_capacity("retry", &[("vans", SLOT, 1)]).await;
+    let customer = edge.api();
+    wait_for_stream(&customer, "retry", "").await;
+    let first = customer.reserve("retry", &one_item("vans", SLOT, 1), Some("order-7")).await;
+    assert_eq!(first.status, 201);
+    wait_until_edge_shows(&customer, "retry", |b| remaining(b, "vans") == Some(0)).await;
+    // The answer was lost; the client retries with its key. The key is looked up before
+    // capacity, so it gets its reservation, not a sold-out refusal.
+    let retry = customer.reserve("retry", &one_item("vans", SLOT, 1), Some("order-7")).await;
+    assert_eq!((retry.status, retry.header("idempotent-replayed")), (200, Some("true")));
+    assert_eq!(retry.body["id"], first.body["id"]);
+    // Without a key the same attempt is refused at the edge.
+    let other = customer.reserve("retry", &one_item("vans", SLOT, 1), None).await;
+    assert_eq!((other.status, other.header("allot-shielded")), (409, Some("true")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_changes_reach_the_edges_view_with_the_capacity_event() {
+    let redis = TestRedis::start();
+    let coordinator = CoordinatorProcess::start(&redis).await;
+    let edge = TestEdge::start(&[&coordinator.base], &[LONG_TTL]).await;
+    let admin = coordinator.admin();
+    admin.set_capacity("zoned", &[("vans", SLOT, 2)]).await;
+    let customer = edge.api();
+    wait_for_stream(&customer, "zoned", "").await;
+    let restricted = json!({"counters": [{"resource": "vans", "slot": SLOT, "capacity": 2, "zones": ["north"]}]});
+    assert_eq!(admin.put_capacity("zoned", &restricted).await.status, 200);
+    let shown = wait_until_edge_shows(&customer, "zoned", |b| b["counters"][0]["zones"] == json!(["north"])).await;
+    assert_eq!(shown.body["counters"][0]["capacity"], 2);
+    admin.set_capacity("zoned", &[("vans", SLOT, 2)]).await;
+    wait_until_edge_shows(&customer, "zoned", |b| b["counters"][0].get("zones").is_none()).await;
+}

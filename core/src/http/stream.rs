@@ -87,6 +87,7 @@ pub async fn events(
         let _slot = slot;
         let mut sent = start;
         // History first, page by page, then the live feed (skipping what history already sent).
+        let mut shutdown = state.events.shutdown();
         loop {
             let page = match events::history(&mut connection, &site, sent, READ_COUNT_MAX).await {
                 Ok(page) => page,
@@ -96,9 +97,23 @@ pub async fn events(
                     return;
                 }
             };
+            // Trimming only ever removes the oldest entries: if, after this read, the oldest kept
+            // entry is still at or before `sent`, nothing after `sent` was trimmed before it.
+            match events::position(&mut connection, &site).await {
+                Ok(now) if now.lost_after(sent) => {
+                    let detail = format!("events after {sent} were trimmed while replaying; reload and resume");
+                    let _ = sender.send(Ok(resync("trimmed", &detail))).await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = sender.send(Ok(resync("unavailable", "the store is unavailable; reconnect"))).await;
+                    return;
+                }
+            }
             let full = page.len() == READ_COUNT_MAX;
             for event in &page {
-                if sender.send(Ok(domain_event(event))).await.is_err() {
+                if !send_or_stop(&sender, domain_event(event), &mut shutdown).await {
                     return;
                 }
                 sent = EntryId::parse(&event.id).unwrap_or(sent);
@@ -107,7 +122,9 @@ pub async fn events(
                 break;
             }
         }
-        forward_live(live, sent, &sender, state.events.shutdown(), |event| Some(domain_event(event))).await;
+        // History is done: give its Redis connection back before the long live phase.
+        drop(connection);
+        forward_live(live, sent, &sender, shutdown, |event| Some(domain_event(event))).await;
     });
     Ok(sse(receiver))
 }
@@ -119,6 +136,15 @@ fn admit(state: &AppState) -> Result<SubscriberSlot, ApiError> {
             format!("this coordinator serves at most {} event subscribers", events::SUBSCRIBERS_MAX),
         )
     })
+}
+
+/// Queues one event for the client; `false` if the client left or shutdown fired first (a
+/// client that stops reading must not hold up shutdown).
+async fn send_or_stop(sender: &Sender, event: Event, shutdown: &mut Shutdown) -> bool {
+    tokio::select! {
+        _ = shutdown.wait() => false,
+        sent = sender.send(Ok(event)) => sent.is_ok(),
+    }
 }
 
 /// Sends live events newer than `sent` until the client leaves, the feed lags, or shutdown.
@@ -143,7 +169,7 @@ async fn forward_live(
                 }
                 sent = id;
                 if let Some(rendered) = render(&event)
-                    && sender.send(Ok(rendered)).await.is_err()
+                    && !send_or_stop(sender, rendered, &mut shutdown).await
                 {
                     return;
                 }
