@@ -17,6 +17,11 @@ pub const SHIELD_AGE_MS_DEFAULT: u64 = 1_000;
 pub const VIEW_MEMO_MS_DEFAULT: u64 = 20;
 /// Longest allowed view memo.
 pub const VIEW_MEMO_MS_MAX: u64 = 1_000;
+/// Default time a live view stays servable after its event stream broke; after this the edge
+/// falls back to short-TTL fetches (and says so).
+pub const STREAM_DOWN_MS_DEFAULT: u64 = 2_000;
+/// Longest allowed stream-down bound.
+pub const STREAM_DOWN_MS_MAX: u64 = 60_000;
 /// Attempts of one forwarded request, across coordinators, by default.
 pub const FORWARD_ATTEMPTS_DEFAULT: u32 = 3;
 /// Most attempts one forwarded request may be configured with.
@@ -37,6 +42,8 @@ pub struct EdgeConfig {
     pub shield_age_ms: u64,
     /// How long an isolate reuses a live view from the site's Durable Object (0: ask every time).
     pub view_memo_ms: u64,
+    /// How long a live view is served after its stream broke.
+    pub stream_down_ms: u64,
     /// Attempts per forwarded request.
     pub forward_attempts: u32,
     /// Time per attempt.
@@ -103,6 +110,12 @@ impl EdgeConfig {
                 SHIELD_AGE_MS_DEFAULT,
                 CACHE_TTL_MS_MAX,
             )?,
+            stream_down_ms: number(
+                "ALLOT_STREAM_DOWN_MS",
+                get("ALLOT_STREAM_DOWN_MS").as_deref(),
+                STREAM_DOWN_MS_DEFAULT,
+                STREAM_DOWN_MS_MAX,
+            )?,
             view_memo_ms: number(
                 "ALLOT_VIEW_MEMO_MS",
                 get("ALLOT_VIEW_MEMO_MS").as_deref(),
@@ -131,6 +144,12 @@ impl EdgeConfig {
         let count = self.coordinators.len();
         (0..self.forward_attempts as usize).map(|i| self.coordinators[(start + i) % count].as_str()).collect()
     }
+}
+
+/// Whether a live view may be served: its stream is up, or broke less than `down_bound_ms` ago.
+/// After that the edge falls back to short-TTL fetches.
+pub fn live_view_servable(connected: bool, down_since_ms: Option<u64>, now_ms: u64, down_bound_ms: u64) -> bool {
+    connected || down_since_ms.is_some_and(|since| now_ms.saturating_sub(since) < down_bound_ms)
 }
 
 /// Whether a coordinator's answer means "try another one": it or its store is down.
@@ -263,6 +282,14 @@ mod tests {
         let mut zoned = v.clone();
         zoned.counters[0].zones = Some(vec![allot_shared::ZoneId::parse("north").expect("zone")]);
         assert_eq!(shielded_shortages(&zoned, 0, 1_000, &both), None);
+    }
+
+    #[test]
+    fn a_live_view_is_served_until_its_stream_has_been_down_too_long() {
+        assert!(live_view_servable(true, None, 10_000, 2_000));
+        assert!(live_view_servable(false, Some(9_000), 10_000, 2_000));
+        assert!(!live_view_servable(false, Some(8_000), 10_000, 2_000));
+        assert!(!live_view_servable(false, None, 10_000, 2_000), "never connected: nothing to serve");
     }
 
     #[test]

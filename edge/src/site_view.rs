@@ -32,9 +32,6 @@ const STREAM_SILENCE_MS: u64 = 20_000;
 const RECONNECT_DELAY_MIN_MS: u64 = 100;
 /// Longest wait between reconnection attempts.
 const RECONNECT_DELAY_MAX_MS: u64 = 2_000;
-/// How long a view stays servable after its stream broke; after this the edge falls back to
-/// short-TTL fetches (and says so).
-pub const STREAM_DOWN_BOUND_MS: u64 = 2_000;
 /// Browsers one object streams to at most.
 const BROWSERS_MAX: usize = 10_000;
 /// Events queued for one browser before it is dropped as too slow.
@@ -44,6 +41,8 @@ type BrowserSender = futures_channel::mpsc::Sender<Result<Vec<u8>, worker::Error
 
 #[derive(Default)]
 struct Live {
+    /// How long the view stays servable after its stream broke (`ALLOT_STREAM_DOWN_MS`).
+    stream_down_ms: u64,
     /// Bumped each time a subscription task starts; an older task stops when it sees a newer one.
     generation: u64,
     site: Option<SiteId>,
@@ -61,8 +60,7 @@ struct Live {
 impl Live {
     /// The view if it may be served: streaming, or broken for less than the bound.
     fn servable(&self, now: u64) -> Option<&Availability> {
-        let fresh =
-            self.connected || self.down_since_ms.is_some_and(|since| now.saturating_sub(since) < STREAM_DOWN_BOUND_MS);
+        let fresh = policy::live_view_servable(self.connected, self.down_since_ms, now, self.stream_down_ms);
         if fresh { self.view.as_ref() } else { None }
     }
 
@@ -88,7 +86,9 @@ impl std::fmt::Debug for SiteView {
 
 impl worker::DurableObject for SiteView {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env, live: Rc::new(RefCell::new(Live::default())) }
+        let stream_down_ms =
+            Edge::from_env(&env).map_or(policy::STREAM_DOWN_MS_DEFAULT, |edge| edge.config.stream_down_ms);
+        Self { state, env, live: Rc::new(RefCell::new(Live { stream_down_ms, ..Live::default() })) }
     }
 
     async fn fetch(&self, request: Request) -> worker::Result<Response> {
