@@ -94,6 +94,17 @@ async fn main() -> anyhow::Result<()> {
             .await,
         );
     }
+    // The local runtime's own ceiling: a route that does nothing (wrangler dev's proxy, workerd).
+    {
+        let (http, url) = (http.clone(), format!("{}/healthz", edge.base));
+        results.push(
+            closed_loop("edge healthz (runtime)", bounds, move |_| {
+                let request = http.get(&url);
+                async move { ended(request.send().await) }
+            })
+            .await,
+        );
+    }
     // Reservations: one item each of a counter with room for all of them.
     {
         let (store, site) = (store.clone(), site("bench-reserve-raw"));
@@ -243,6 +254,7 @@ fn report(results: &[Measured], (wasm_raw, wasm_gzip): (u64, u64), cli: &Cli) ->
     let ratios = [
         ("availability coordinator/raw-script", rate("availability coordinator") / rate("availability raw-script")),
         ("availability edge/coordinator", rate("availability edge") / rate("availability coordinator")),
+        ("availability edge/edge healthz", rate("availability edge") / rate("edge healthz (runtime)")),
         ("reserve coordinator/raw-script", rate("reserve coordinator") / rate("reserve raw-script")),
         ("reserve edge/coordinator", rate("reserve edge") / rate("reserve coordinator")),
     ];

@@ -294,7 +294,8 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     ensure_apt_packages(&APT_PACKAGES[..1])?;
     run(
         "build release binaries",
-        cargo().args(["build", "--release", "-p", "allot-core", "--bin", "allot", "-p", "allot-bench"]),
+        // --bins, not --bin allot: that would select only the binary named allot.
+        cargo().args(["build", "--release", "-p", "allot-core", "-p", "allot-bench", "--bins"]),
     )?;
     edge_build()?;
     let seconds = if quick { "3" } else { "10" };
