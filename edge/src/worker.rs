@@ -138,9 +138,17 @@ async fn read_body(request: &mut Request) -> Result<Vec<u8>, Failure> {
     if declared.is_some_and(|n| n > BODY_BYTES_MAX) {
         return Err(too_large().into());
     }
-    let body = request.bytes().await?;
-    if body.len() > BODY_BYTES_MAX {
-        return Err(too_large().into());
+    // Read chunk by chunk and stop past the limit: a body sent without Content-Length is never
+    // held whole in the isolate's memory.
+    let mut body = Vec::new();
+    if request.inner().body().is_some() {
+        let mut stream = request.stream()?;
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            body.extend_from_slice(&chunk?);
+            if body.len() > BODY_BYTES_MAX {
+                return Err(too_large().into());
+            }
+        }
     }
     let is_json = request
         .headers()

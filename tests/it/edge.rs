@@ -297,3 +297,39 @@ async fn a_refusal_from_the_coordinator_loads_the_view_that_shields_the_next_att
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_the_limit_is_refused_at_the_edge() {
+    let redis = TestRedis::start();
+    let coordinator = CoordinatorProcess::start(&redis).await;
+    let edge = TestEdge::start(&[&coordinator.base], &[]).await;
+    let before = coordinator.reservation_posts().await;
+    let address = edge.base.trim_start_matches("http://").to_owned();
+    // No Content-Length: chunked transfer encoding, 80 KiB in 8 KiB chunks.
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let head = format!(
+            "POST /v1/sites/big/reservations HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).expect("head");
+        let chunk = "x".repeat(8 * 1024);
+        for _ in 0..10 {
+            // The edge may answer and close before all chunks are sent.
+            if stream.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes()).is_err() {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    })
+    .await
+    .expect("task");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload-too-large"), "{answer}");
+    assert_eq!(coordinator.reservation_posts().await, before, "nothing forwarded");
+}
