@@ -95,8 +95,12 @@ async fn an_edge_whose_resume_point_was_trimmed_reloads_its_snapshot() {
 async fn two_edges_in_two_regions_each_follow_the_coordinator() {
     let redis = TestRedis::start();
     let coordinator = CoordinatorProcess::start(&redis).await;
-    let east = TestEdge::start(&[&coordinator.base], &[LONG_TTL, ("ALLOT_REGION", "east")]).await;
-    let west = TestEdge::start(&[&coordinator.base], &[LONG_TTL, ("ALLOT_REGION", "west")]).await;
+    let (east, west) = TestEdge::start_two(
+        &[&coordinator.base],
+        &[LONG_TTL, ("ALLOT_REGION", "east")],
+        &[LONG_TTL, ("ALLOT_REGION", "west")],
+    )
+    .await;
     let admin = coordinator.admin();
     admin.set_capacity("two", &[("vans", SLOT, 4)]).await;
     wait_for_stream(&east.api(), "two", "").await;

@@ -3,9 +3,12 @@
 //! a generated config that points at the prebuilt worker (`cargo xtask edge-build`).
 
 use std::os::unix::process::CommandExt;
+use std::sync::{Arc, OnceLock};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::common::{Api, TestRedis, allot_binary, free_port};
 
@@ -14,7 +17,15 @@ pub const ADMIN: &str = "edge-tests-admin-token";
 /// The edge secret shared by test coordinators and edges.
 pub const SECRET: &str = "edge-tests-secret";
 /// workerd can take a while to start on a busy machine.
-const EDGE_START_TIMEOUT: Duration = Duration::from_secs(90);
+const EDGE_START_TIMEOUT: Duration = Duration::from_secs(180);
+/// Edges (wrangler + workerd) running at once across the test binary: more than this on two
+/// cores only makes every one of them slow to start.
+const EDGES_AT_ONCE: usize = 3;
+
+fn edge_permits() -> Arc<Semaphore> {
+    static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    Arc::clone(PERMITS.get_or_init(|| Arc::new(Semaphore::new(EDGES_AT_ONCE))))
+}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
@@ -119,6 +130,7 @@ impl Drop for CoordinatorProcess {
 
 /// The edge worker in workerd, through `wrangler dev`, in its own process group.
 pub struct TestEdge {
+    _permit: Option<OwnedSemaphorePermit>,
     child: Child,
     dir: PathBuf,
     /// `http://127.0.0.1:port`.
@@ -128,6 +140,28 @@ pub struct TestEdge {
 impl TestEdge {
     /// Starts an edge in front of `coordinators` (base URLs), with optional extra vars.
     pub async fn start(coordinators: &[&str], vars: &[(&str, &str)]) -> Self {
+        let permit = edge_permits().acquire_owned().await.expect("permits are never closed");
+        Self::start_with_permit(coordinators, vars, Some(permit)).await
+    }
+
+    /// Starts two edges, taking both places at once (so two such tests cannot wait on each other).
+    pub async fn start_two(
+        coordinators: &[&str],
+        first_vars: &[(&str, &str)],
+        second_vars: &[(&str, &str)],
+    ) -> (Self, Self) {
+        let mut permits = edge_permits().acquire_many_owned(2).await.expect("permits are never closed");
+        let second_permit = permits.split(1);
+        let first = Self::start_with_permit(coordinators, first_vars, Some(permits)).await;
+        let second = Self::start_with_permit(coordinators, second_vars, second_permit).await;
+        (first, second)
+    }
+
+    async fn start_with_permit(
+        coordinators: &[&str],
+        vars: &[(&str, &str)],
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
         let root = workspace();
         let shim = root.join("edge/build/worker/shim.mjs");
         assert!(shim.is_file(), "{} is missing: run `cargo xtask edge-build` (cargo xtask test does)", shim.display());
@@ -157,7 +191,7 @@ impl TestEdge {
             .process_group(0)
             .spawn()
             .expect("wrangler starts");
-        let edge = Self { child, dir, base: format!("http://127.0.0.1:{port}") };
+        let edge = Self { _permit: permit, child, dir, base: format!("http://127.0.0.1:{port}") };
         wait_healthy(&format!("{}/healthz", edge.base), EDGE_START_TIMEOUT, "the edge (see wrangler.log)").await;
         edge
     }
