@@ -122,6 +122,28 @@ pub fn cases() -> Vec<Case> {
 }
 
 impl Case {
+    /// What is wrong with `answer` for this case: its status and slug, a problem+json body
+    /// with the status repeated and a title. Empty when it is right.
+    pub fn mismatches(&self, answer: &crate::common::Answer) -> Vec<String> {
+        let mut wrong = Vec::new();
+        let content_type = answer.header("content-type").unwrap_or_default();
+        if answer.status != self.status || answer.slug() != self.slug || content_type != "application/problem+json" {
+            wrong.push(format!(
+                "{}: expected {} {}, got {} {} ({content_type}) {}",
+                self.name,
+                self.status,
+                self.slug,
+                answer.status,
+                answer.slug(),
+                answer.body
+            ));
+        }
+        if answer.body["status"] != answer.status || answer.body["title"].as_str().is_none_or(str::is_empty) {
+            wrong.push(format!("{}: problem body incomplete: {}", self.name, answer.body));
+        }
+        wrong
+    }
+
     /// The request, aimed at `base`.
     pub fn request(&self, http: &reqwest::Client, base: &str) -> reqwest::RequestBuilder {
         let method = reqwest::Method::from_bytes(self.method.as_bytes()).expect("method");
@@ -150,21 +172,7 @@ async fn every_malformed_request_gets_its_problem_and_changes_nothing() {
     let mut failures = Vec::new();
     for case in cases {
         let answer = send(case.request(&api.http, &api.base)).await;
-        let content_type = answer.header("content-type").unwrap_or_default().to_owned();
-        if answer.status != case.status || answer.slug() != case.slug || content_type != "application/problem+json" {
-            failures.push(format!(
-                "{}: expected {} {}, got {} {} ({content_type}) {}",
-                case.name,
-                case.status,
-                case.slug,
-                answer.status,
-                answer.slug(),
-                answer.body
-            ));
-        }
-        if answer.body["status"] != answer.status || answer.body["title"].as_str().is_none_or(str::is_empty) {
-            failures.push(format!("{}: problem body incomplete: {}", case.name, answer.body));
-        }
+        failures.extend(case.mismatches(&answer));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(api.availability("bad", "").await.body, before, "state unchanged");
