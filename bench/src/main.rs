@@ -2,6 +2,7 @@
 //! and checks correctness afterwards. Every process it measures it starts itself on loopback,
 //! and every run is bounded in time and request count. `cargo xtask bench` builds and runs it.
 
+mod baselines;
 mod load;
 mod procs;
 mod propagation;
@@ -123,6 +124,23 @@ async fn main() -> anyhow::Result<()> {
             })
             .await,
         );
+    }
+    {
+        // The optimistic WATCH/MULTI/EXEC baseline on one counter with room for every attempt.
+        let watch = baselines::WatchMulti::new(&redis.url, bounds.concurrency, 1_000_000_000).await?;
+        let measured = {
+            let watch = watch.clone();
+            closed_loop("reserve watch-multi", bounds, move |sequence| {
+                let watch = watch.clone();
+                async move { watch.reserve(sequence).await }
+            })
+            .await
+        };
+        let (capacity, used, events) = watch.totals().await?;
+        if used != measured.ok || events != measured.ok || used > capacity {
+            bail!("watch-multi: used {used}, events {events}, acknowledged {} (capacity {capacity})", measured.ok);
+        }
+        results.push(measured);
     }
     for (name, base, site_name, token) in [
         ("reserve coordinator", coordinator.base.clone(), "bench-reserve-direct", Some(ADMIN)),
@@ -256,6 +274,7 @@ fn report(results: &[Measured], (wasm_raw, wasm_gzip): (u64, u64), cli: &Cli) ->
         ("availability edge/coordinator", rate("availability edge") / rate("availability coordinator")),
         ("availability edge/edge healthz", rate("availability edge") / rate("edge healthz (runtime)")),
         ("reserve coordinator/raw-script", rate("reserve coordinator") / rate("reserve raw-script")),
+        ("reserve watch-multi/raw-script", rate("reserve watch-multi") / rate("reserve raw-script")),
         ("reserve edge/coordinator", rate("reserve edge") / rate("reserve coordinator")),
     ];
     println!();

@@ -1,0 +1,100 @@
+//! Baselines the coordinator is compared with, run against the same Redis in the same run.
+//!
+//! `watch-multi`: the reservation done the way many teams start, with optimistic concurrency:
+//! WATCH the counter, read capacity and used, check, then MULTI/EXEC the increment, the
+//! reservation record and the event; retry when EXEC aborts because another client changed the
+//! counter first. Each transaction needs a connection of its own (WATCH is per connection).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::Mutex;
+
+use crate::load::Ended;
+
+/// Retries of one reservation whose EXEC was aborted by a concurrent change.
+pub const WATCH_RETRIES_MAX: u32 = 1_000;
+
+const COUNTER_KEY: &str = "bench-watch:{hot}:counter";
+const EVENTS_KEY: &str = "bench-watch:{hot}:events";
+
+/// A pool of dedicated connections, one per concurrent transaction.
+#[derive(Clone)]
+pub struct WatchMulti {
+    pool: Arc<Mutex<Vec<redis::aio::MultiplexedConnection>>>,
+}
+
+impl WatchMulti {
+    /// Opens `connections` connections and sets the counter's capacity.
+    pub async fn new(redis_url: &str, connections: usize, capacity: u64) -> anyhow::Result<Self> {
+        let client = redis::Client::open(redis_url)?;
+        let mut pool = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            pool.push(client.get_multiplexed_async_connection().await.context("watch-multi connection")?);
+        }
+        let mut first = pool[0].clone();
+        let _: () = redis::cmd("DEL").arg(COUNTER_KEY).arg(EVENTS_KEY).query_async(&mut first).await?;
+        let _: () = redis::cmd("HSET")
+            .arg(COUNTER_KEY)
+            .arg("capacity")
+            .arg(capacity)
+            .arg("used")
+            .arg(0)
+            .query_async(&mut first)
+            .await?;
+        Ok(Self { pool: Arc::new(Mutex::new(pool)) })
+    }
+
+    /// One reservation of one unit.
+    pub async fn reserve(&self, sequence: u64) -> Ended {
+        let Some(mut connection) = self.pool.lock().await.pop() else { return Ended::Error };
+        let ended = attempt(&mut connection, sequence).await.unwrap_or(Ended::Error);
+        self.pool.lock().await.push(connection);
+        ended
+    }
+
+    /// The counter's `used` and the number of reservation events, for the no-oversell check.
+    pub async fn totals(&self) -> anyhow::Result<(u64, u64, u64)> {
+        let mut connection = self.pool.lock().await.first().cloned().context("pool")?;
+        let (capacity, used): (u64, u64) =
+            redis::cmd("HMGET").arg(COUNTER_KEY).arg("capacity").arg("used").query_async(&mut connection).await?;
+        let events: u64 = redis::cmd("XLEN").arg(EVENTS_KEY).query_async(&mut connection).await?;
+        Ok((capacity, used, events))
+    }
+}
+
+async fn attempt(connection: &mut redis::aio::MultiplexedConnection, sequence: u64) -> anyhow::Result<Ended> {
+    for _ in 0..WATCH_RETRIES_MAX {
+        let _: () = redis::cmd("WATCH").arg(COUNTER_KEY).query_async(connection).await?;
+        let (capacity, used): (u64, u64) =
+            redis::cmd("HMGET").arg(COUNTER_KEY).arg("capacity").arg("used").query_async(connection).await?;
+        if used + 1 > capacity {
+            let _: () = redis::cmd("UNWATCH").query_async(connection).await?;
+            return Ok(Ended::Refused);
+        }
+        let committed: Option<()> = redis::pipe()
+            .atomic()
+            .cmd("HINCRBY")
+            .arg(COUNTER_KEY)
+            .arg("used")
+            .arg(1)
+            .ignore()
+            .cmd("HSET")
+            .arg(format!("bench-watch:{{hot}}:res:{sequence}"))
+            .arg("status")
+            .arg("confirmed")
+            .ignore()
+            .cmd("XADD")
+            .arg(EVENTS_KEY)
+            .arg("*")
+            .arg("type")
+            .arg("reservation_placed")
+            .ignore()
+            .query_async(connection)
+            .await?;
+        if committed.is_some() {
+            return Ok(Ended::Ok);
+        }
+    }
+    Ok(Ended::Error)
+}
