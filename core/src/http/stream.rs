@@ -246,20 +246,26 @@ mod tests {
         Arc::new(StreamEvent { id: format!("{ms}-0"), kind: "capacity_changed".into(), data: "{}".into() })
     }
 
+    /// Runs `forward_live` from `sent` until it stops; returns what it queued, rendered.
+    async fn forwarded(live: broadcast::Receiver<Arc<StreamEvent>>, sent: EntryId) -> Vec<String> {
+        let (sender, mut receiver) = mpsc::channel(16);
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        forward_live(live, sent, &sender, shutdown, |e| Some(domain_event(e))).await;
+        drop(sender);
+        let mut queued = Vec::new();
+        while let Some(Ok(event)) = receiver.recv().await {
+            queued.push(format!("{event:?}"));
+        }
+        queued
+    }
+
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_is_told_to_resync_and_dropped() {
         let (feed, live) = broadcast::channel(2);
         for ms in 1..=5 {
             feed.send(event(ms)).expect("a receiver exists");
         }
-        let (sender, mut receiver) = mpsc::channel(16);
-        let (_trigger, shutdown) = crate::shutdown::channel();
-        forward_live(live, EntryId(0, 0), &sender, shutdown, |e| Some(domain_event(e))).await;
-        drop(sender);
-        let mut sent = Vec::new();
-        while let Some(Ok(event)) = receiver.recv().await {
-            sent.push(format!("{event:?}"));
-        }
+        let sent = forwarded(live, EntryId(0, 0)).await;
         assert_eq!(sent.len(), 1, "only the resync, nothing skipped silently: {sent:?}");
         assert!(sent[0].contains("resync") && sent[0].contains("lagged"), "{sent:?}");
     }
@@ -271,14 +277,7 @@ mod tests {
             feed.send(event(ms)).expect("a receiver exists");
         }
         drop(feed);
-        let (sender, mut receiver) = mpsc::channel(16);
-        let (_trigger, shutdown) = crate::shutdown::channel();
-        forward_live(live, EntryId(2, 0), &sender, shutdown, |e| Some(domain_event(e))).await;
-        drop(sender);
-        let mut ids = Vec::new();
-        while let Some(Ok(event)) = receiver.recv().await {
-            ids.push(format!("{event:?}"));
-        }
+        let ids = forwarded(live, EntryId(2, 0)).await;
         // 3 and 4, then the resync telling the client the feed stopped.
         assert_eq!(ids.len(), 3, "{ids:?}");
         assert!(ids[0].contains("3-0") && ids[1].contains("4-0"), "{ids:?}");
