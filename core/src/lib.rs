@@ -2,6 +2,7 @@
 //! `shared/API.md`. `main.rs` is a thin wrapper over [`serve`]; tests drive [`http::app`]
 //! directly or run the binary.
 
+pub mod activity;
 pub mod cli;
 pub mod embedded;
 pub mod events;
@@ -54,7 +55,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "allot coordinator listening");
     let events = events::EventHub::new(&redis_url, shutdown.clone())?;
-    let state = AppState { store, auth, metrics: metrics::handle(), events };
+    let state = AppState { store, auth, metrics: metrics::handle(), events, activity: Default::default() };
     tokio::spawn(async move {
         shutdown::os_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");

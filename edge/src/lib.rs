@@ -10,6 +10,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod local;
+pub mod pages;
 pub mod policy;
 pub mod route;
 pub mod view;

@@ -20,6 +20,10 @@ pub enum Route {
     Cancel(SiteId, ReservationId),
     /// `GET /healthz`: the edge itself is up.
     Healthz,
+    /// `GET /` or `GET /s/{site}`: the booking page (the script reads the site from the path).
+    BookingPage,
+    /// `GET /assets/...`: the booking page's script or style sheet.
+    PageAsset(crate::pages::PageFile),
 }
 
 fn malformed(error: impl std::fmt::Display) -> Problem {
@@ -51,6 +55,10 @@ fn percent_decoded(segment: &str) -> Result<String, Problem> {
     String::from_utf8(out).map_err(|_| malformed("the path is not UTF-8"))
 }
 
+fn page(method: &str, path: &str, route: Route) -> Result<Route, Problem> {
+    if method == "GET" || method == "HEAD" { Ok(route) } else { Err(method_not_allowed(method, path)) }
+}
+
 /// Maps a method and path to a route. Admin endpoints (capacity) are not served at the edge
 /// and answer 404 like any unknown path.
 pub fn route(method: &str, path: &str) -> Result<Route, Problem> {
@@ -61,12 +69,22 @@ pub fn route(method: &str, path: &str) -> Result<Route, Problem> {
             Err(method_not_allowed(method, path))
         };
     }
+    if let Some(file) = crate::pages::asset(path) {
+        return page(method, path, Route::PageAsset(file));
+    }
+    if path == "/" {
+        return page(method, path, Route::BookingPage);
+    }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let site = |raw: &str| -> Result<SiteId, Problem> { SiteId::parse(&percent_decoded(raw)?).map_err(malformed) };
     let id = |raw: &str| -> Result<ReservationId, Problem> {
         ReservationId::parse(&percent_decoded(raw)?).map_err(malformed)
     };
     match segments.as_slice() {
+        ["s", s] | ["s", s, ""] => {
+            site(s)?;
+            page(method, path, Route::BookingPage)
+        }
         ["v1", "sites", s, "availability"] => match method {
             "GET" | "HEAD" => Ok(Route::Availability(site(s)?)),
             _ => Err(method_not_allowed(method, path)),
@@ -116,6 +134,17 @@ mod tests {
         assert_eq!(slug(route("PUT", "/v1/sites/hub-1/capacity")), "not-found");
         assert_eq!(slug(route("GET", "/metrics")), "not-found");
         assert_eq!(slug(route("PUT", "/v1/sites/hub-1/availability")), "method-not-allowed");
+    }
+
+    #[test]
+    fn the_booking_page_is_served_at_the_root_and_per_site() {
+        assert_eq!(route("GET", "/"), Ok(Route::BookingPage));
+        assert_eq!(route("GET", "/s/hub-1"), Ok(Route::BookingPage));
+        assert_eq!(route("GET", "/s/hub-1/"), Ok(Route::BookingPage));
+        assert!(matches!(route("GET", "/assets/booking.js"), Ok(Route::PageAsset(_))));
+        assert_eq!(slug(route("GET", "/s/Not%20A%20Site")), "malformed-request");
+        assert_eq!(slug(route("POST", "/")), "method-not-allowed");
+        assert_eq!(slug(route("GET", "/assets/missing.js")), "not-found");
     }
 
     #[test]

@@ -94,6 +94,8 @@ async fn handle(mut request: Request, env: &Env, context: &Context) -> Outcome {
     let route = route(&method, url.path())?;
     let edge = Edge::from_env(env)?;
     match route {
+        Route::BookingPage => page_response(crate::pages::BOOKING_HTML),
+        Route::PageAsset(file) => page_response(file),
         Route::Healthz => Ok(Response::from_json(&serde_json::json!({ "status": "ok" }))?),
         Route::Availability(site) => {
             let query = AvailabilityQuery::parse(url.query())?;
@@ -427,6 +429,18 @@ impl Edge {
 }
 
 /// Answers an availability request from a view.
+/// One of the booking page's embedded files, with headers that keep it to its own origin.
+fn page_response(file: crate::pages::PageFile) -> Outcome {
+    let mut response = Response::ok(file.body)?;
+    let headers = response.headers_mut();
+    headers.set("content-type", file.content_type)?;
+    headers.set("content-security-policy", crate::pages::CONTENT_SECURITY_POLICY)?;
+    headers.set("x-content-type-options", "nosniff")?;
+    headers.set("referrer-policy", "no-referrer")?;
+    headers.set("cache-control", "no-cache")?;
+    Ok(response)
+}
+
 fn serve_view(
     view: &Availability,
     query: &AvailabilityQuery,

@@ -143,7 +143,13 @@ impl TestCoordinator {
         let address: SocketAddr = listener.local_addr().expect("address");
         let (trigger, shutdown) = shutdown::channel();
         let events = allot_core::events::EventHub::new(&redis.url(), shutdown.clone()).expect("hub");
-        let state = AppState { store: store.clone(), auth, metrics: allot_core::metrics::handle(), events };
+        let state = AppState {
+            store: store.clone(),
+            auth,
+            metrics: allot_core::metrics::handle(),
+            events,
+            activity: Default::default(),
+        };
         let server = tokio::spawn(allot_core::server::run(listener, state, shutdown));
         Self { base: format!("http://{address}"), store, trigger, server: Some(server) }
     }

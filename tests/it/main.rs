@@ -4,8 +4,10 @@
 mod auth;
 mod bad_input;
 mod binary;
+mod browser;
 mod capacity;
 mod common;
+mod dashboard;
 mod edge;
 mod edge_events;
 mod edge_fixture;

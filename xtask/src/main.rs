@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 /// Debian packages the project needs, with the command that shows each is installed.
-const APT_PACKAGES: [(&str, &str); 2] = [("redis-server", "redis-server"), ("promtool", "prometheus")];
+const APT_PACKAGES: [(&str, &str); 3] =
+    [("redis-server", "redis-server"), ("promtool", "prometheus"), ("chromium", "chromium")];
 /// The WebAssembly target the edge builds for.
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// Crates that must build for the WebAssembly target.
@@ -353,6 +354,8 @@ fn dev() -> anyhow::Result<()> {
     eprintln!();
     eprintln!("  coordinator  http://127.0.0.1:{COORDINATOR_PORT}   (admin token {token})");
     eprintln!("  edge         http://127.0.0.1:{EDGE_PORT}   (no credentials; signs what it forwards)");
+    eprintln!("  booking page http://127.0.0.1:{EDGE_PORT}/s/hub-1   (after setting capacity: see the README)");
+    eprintln!("  dashboard    http://127.0.0.1:{COORDINATOR_PORT}/dashboard   (site hub-1, the admin token above)");
     eprintln!("  try          curl http://127.0.0.1:{EDGE_PORT}/v1/sites/demo/availability");
     eprintln!("  Ctrl-C stops both (the embedded Redis keeps its data in ./data)");
     eprintln!();

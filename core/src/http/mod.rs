@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 mod observe;
+mod pages;
 mod stream;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,6 +28,7 @@ use tower_http::trace::TraceLayer;
 
 use self::auth::{Auth, Need};
 use self::error::ApiError;
+use crate::activity::{Attempt, WINDOW_SECONDS};
 use crate::store::{CapacityOutcome, ConfirmOutcome, ReserveOutcome, Store};
 
 /// Longest time one request may take in all before it is answered 503.
@@ -43,6 +45,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Fans the sites' event streams out to SSE subscribers.
     pub events: crate::events::EventHub,
+    /// Placed and refused attempts per site and second, for the dashboard.
+    pub activity: crate::activity::Activity,
 }
 
 /// The coordinator's router, ready to serve or to drive with `tower::ServiceExt::oneshot`.
@@ -52,12 +56,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/sites/{site}/availability", get(availability))
         .route("/v1/sites/{site}/availability/stream", get(stream::availability_stream))
         .route("/v1/sites/{site}/events", get(stream::events))
+        .route("/v1/sites/{site}/stats", get(stats))
         .route("/v1/sites/{site}/reservations", post(reserve))
         .route("/v1/sites/{site}/reservations/{id}", get(read_reservation).delete(cancel))
         .route("/v1/sites/{site}/reservations/{id}/confirm", post(confirm))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX));
     Router::new()
         .merge(v1)
+        .merge(pages::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -227,6 +233,13 @@ async fn reserve(
         ReserveOutcome::Insufficient(_) => "insufficient",
     };
     metrics::counter!("allot_reservations_total", "outcome" => label).increment(1);
+    match &outcome {
+        ReserveOutcome::Placed(_) => state.activity.record(&site, now_seconds(), Attempt::Placed),
+        ReserveOutcome::ZoneNotAllowed(_) | ReserveOutcome::Insufficient(_) => {
+            state.activity.record(&site, now_seconds(), Attempt::Refused);
+        }
+        ReserveOutcome::Replayed(_) | ReserveOutcome::KeyReused => {}
+    }
     match outcome {
         ReserveOutcome::Placed(reservation) => {
             if request.hold_seconds.is_some()
@@ -313,6 +326,30 @@ async fn cancel(
         Some(reservation) => Ok(json_response(StatusCode::OK, &reservation)),
         None => Err(unknown_reservation(&id)),
     }
+}
+
+/// The site's placed and refused attempts per second over the last minute, as this process saw
+/// them (admin only: refusals say how hard a site is contested).
+async fn stats(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    Checked { state: &state, method: &method, uri: &uri, headers: &headers }.authorize(Need::Admin, b"")?;
+    let site = site_from(path)?;
+    if uri.query().is_some_and(|q| !q.is_empty()) {
+        return Err(ApiError::malformed("this endpoint takes no query"));
+    }
+    let now = now_seconds();
+    let body = serde_json::json!({
+        "site": site,
+        "window_seconds": WINDOW_SECONDS,
+        "now": now,
+        "seconds": state.activity.seconds(&site, now),
+    });
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 fn unknown_reservation(id: &ReservationId) -> ApiError {
