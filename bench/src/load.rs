@@ -1,5 +1,6 @@
-//! A closed-loop load driver: N workers each send one request, wait for its answer, and send
-//! the next, for a fixed time and at most a fixed number of requests. Latency goes into an HDR
+//! Load drivers. Closed loop: N workers each send one request, wait for its answer, and send
+//! the next, for a fixed time and at most a fixed number of requests. Open loop: requests leave
+//! on a fixed schedule whatever the answers do. Latency goes into an HDR
 //! histogram (microseconds). A progress line is printed every second.
 
 use std::future::Future;
@@ -22,6 +23,8 @@ pub enum Ended {
     Refused,
     /// Anything else.
     Error,
+    /// Not sent: an open-loop run already had [`IN_FLIGHT_MAX`] requests waiting.
+    Dropped,
 }
 
 /// The bounds of one run.
@@ -40,6 +43,8 @@ pub struct Bounds {
 pub struct Measured {
     /// Scenario name.
     pub name: String,
+    /// The arrival rate of an open-loop run (none for closed loop).
+    pub offered_per_second: Option<f64>,
     /// Requests answered.
     pub requests: u64,
     /// Of which successes.
@@ -48,12 +53,16 @@ pub struct Measured {
     pub refused: u64,
     /// Of which errors.
     pub errors: u64,
+    /// Arrivals not sent because too many requests were already waiting (open loop only).
+    pub dropped: u64,
     /// Wall time, seconds.
     pub seconds: f64,
     /// Requests per second.
     pub per_second: f64,
     /// Latency percentiles in microseconds.
     pub p50_micros: u64,
+    /// 90th percentile.
+    pub p90_micros: u64,
     /// 99th percentile.
     pub p99_micros: u64,
     /// 99.9th percentile.
@@ -90,7 +99,7 @@ where
         let (operation, issued, answered) = (Arc::clone(&operation), Arc::clone(&issued), Arc::clone(&answered));
         workers.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_MICROS, 3).expect("valid bounds");
-            let mut counts = [0u64; 3];
+            let mut counts = [0u64; 4];
             while Instant::now() < deadline {
                 let sequence = issued.fetch_add(1, Ordering::Relaxed);
                 if sequence >= bounds.requests_max {
@@ -107,7 +116,7 @@ where
         }));
     }
     let mut histogram = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_MICROS, 3).expect("valid bounds");
-    let mut counts = [0u64; 3];
+    let mut counts = [0u64; 4];
     for worker in workers {
         if let Ok((h, c)) = worker.await {
             let _ = histogram.add(&h);
@@ -117,17 +126,91 @@ where
         }
     }
     progress.abort();
-    let seconds = started.elapsed().as_secs_f64();
-    let requests = counts.iter().sum();
+    summarize(name, &histogram, counts, started.elapsed().as_secs_f64(), None)
+}
+
+/// Requests of an open-loop run allowed in flight at once (each holds a socket); an arrival
+/// beyond this is counted as dropped (the system fell this far behind) instead of piling up
+/// without bound.
+pub const IN_FLIGHT_MAX: usize = 512;
+
+/// Runs `operation` at a fixed arrival rate, whether or not earlier requests have answered,
+/// for `bounds.duration` and at most `bounds.requests_max` requests. Latency is measured from
+/// each request's scheduled time, not from when it was actually sent, so a stall shows in
+/// the percentiles instead of being hidden (no coordinated omission).
+pub async fn open_loop<F, Fut>(name: &str, rate_per_second: f64, bounds: Bounds, operation: F) -> Measured
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Ended> + Send + 'static,
+{
+    let operation = Arc::new(operation);
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX));
+    let (done, mut finished) = tokio::sync::mpsc::unbounded_channel::<(u64, Ended)>();
+    let interval = Duration::from_secs_f64(1.0 / rate_per_second.max(1.0));
+    let started = Instant::now();
+    let deadline = started + bounds.duration;
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_MICROS, 3).expect("valid bounds");
+    let mut counts = [0u64; 4];
+    let record = |histogram: &mut Histogram<u64>, counts: &mut [u64; 4], (micros, ended): (u64, Ended)| {
+        histogram.saturating_record(micros.clamp(1, LATENCY_MAX_MICROS));
+        counts[ended as usize] += 1;
+    };
+    let mut sequence = 0u64;
+    let mut last_report = started;
+    loop {
+        let scheduled = started + interval.mul_f64(sequence as f64);
+        if scheduled >= deadline || sequence >= bounds.requests_max {
+            break;
+        }
+        tokio::time::sleep_until(scheduled.into()).await;
+        while let Ok(answer) = finished.try_recv() {
+            record(&mut histogram, &mut counts, answer);
+        }
+        match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => {
+                let (operation, done) = (Arc::clone(&operation), done.clone());
+                tokio::spawn(async move {
+                    let ended = operation(sequence).await;
+                    let micros = u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    let _ = done.send((micros, ended));
+                    drop(permit);
+                });
+            }
+            // Not sent, so no latency to record: counted apart from the answered requests.
+            Err(_) => counts[Ended::Dropped as usize] += 1,
+        }
+        sequence += 1;
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            eprintln!(
+                "  {name}: {sequence} due at {rate_per_second:.0}/s, {} answered",
+                counts[..3].iter().sum::<u64>()
+            );
+        }
+    }
+    drop(done);
+    while let Some(answer) = finished.recv().await {
+        record(&mut histogram, &mut counts, answer);
+    }
+    // Until the last answer: a system that falls behind shows a lower achieved rate.
+    summarize(name, &histogram, counts, started.elapsed().as_secs_f64(), Some(rate_per_second))
+}
+
+/// The result of a run from its histogram and counts.
+fn summarize(name: &str, histogram: &Histogram<u64>, counts: [u64; 4], seconds: f64, offered: Option<f64>) -> Measured {
+    let requests = counts[..Ended::Dropped as usize].iter().sum();
     Measured {
         name: name.to_owned(),
+        offered_per_second: offered,
         requests,
         ok: counts[Ended::Ok as usize],
         refused: counts[Ended::Refused as usize],
         errors: counts[Ended::Error as usize],
+        dropped: counts[Ended::Dropped as usize],
         seconds,
         per_second: requests as f64 / seconds,
         p50_micros: histogram.value_at_quantile(0.50),
+        p90_micros: histogram.value_at_quantile(0.90),
         p99_micros: histogram.value_at_quantile(0.99),
         p999_micros: histogram.value_at_quantile(0.999),
         max_micros: histogram.max(),

@@ -1,23 +1,29 @@
 //! `allot-bench`: measures Allot on this machine against baselines measured in the same run,
-//! and checks correctness afterwards. Every process it measures it starts itself on loopback,
-//! and every run is bounded in time and request count. `cargo xtask bench` builds and runs it.
+//! and checks correctness afterwards. Every process it measures it starts itself on loopback
+//! (redis-server, `allot serve`, the edge in workerd, PostgreSQL), and every run is bounded in
+//! time and request count. `cargo xtask bench` builds and runs it.
 
 mod baselines;
 mod load;
+mod plot;
+mod postgres;
 mod procs;
 mod propagation;
+mod workload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use allot_core::store::{ReserveOutcome, Store};
 use allot_shared::{AvailabilityQuery, ReservationId, ReservationRequest, SiteId};
 use anyhow::{Context, bail};
 use clap::Parser;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::load::{Bounds, Ended, Measured, closed_loop};
+use crate::load::{Bounds, Ended, Measured, closed_loop, open_loop};
+use crate::workload::{HOT_CAPACITY, HOT_EDGE_CAPACITY, MULTI_ITEMS, Pick, Spread};
 
 /// Bench admin token and edge secret (the processes are private to this run).
 const ADMIN: &str = "bench-admin-token";
@@ -26,6 +32,15 @@ const SECRET: &str = "bench-edge-secret";
 const AVAILABILITY_COUNTERS: usize = 48;
 /// Requests per scenario at most, whatever the duration.
 const REQUESTS_MAX: u64 = 1_000_000;
+/// Capacity of counters meant never to sell out during a run.
+const ROOMY_CAPACITY: u64 = 1_000_000_000;
+/// Hold length in the `holds` scenario; the run waits this long plus a sweep before auditing.
+const HOLD_SECONDS: u64 = 2;
+/// One in this many `mixed` requests is a reservation, the rest availability reads (95 / 5).
+const MIXED_RESERVE_EVERY: u64 = 20;
+/// The offered loads of the open-loop sweep, as fractions of the closed-loop rate of the same
+/// path measured earlier in the run.
+const SWEEP_FRACTIONS: [f64; 5] = [0.25, 0.5, 0.75, 1.0, 1.25];
 
 /// Allot's benchmarks.
 #[derive(Debug, Parser)]
@@ -37,132 +52,86 @@ struct Cli {
     /// The `allot` binary to measure (a release build).
     #[arg(long, default_value = "target/release/allot")]
     allot: PathBuf,
-    /// Seconds per scenario.
+    /// Seconds per scenario (closed loop).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     seconds: u64,
-    /// Concurrent clients per scenario.
+    /// Seconds per step of the open-loop sweep.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    sweep_seconds: u64,
+    /// Concurrent clients per closed-loop scenario.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
     concurrency: u64,
     /// Where to write the JSON results.
-    #[arg(long, default_value = "target/bench/edge.json")]
+    #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
+    /// Where to write the plots (SVG).
+    #[arg(long, default_value = "target/bench")]
+    plots: PathBuf,
+}
+
+/// The processes and clients every scenario uses.
+struct Bench {
+    store: Store,
+    http: reqwest::Client,
+    coordinator: String,
+    edge: String,
+    bounds: Bounds,
+    results: Vec<Measured>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // The edge runs with another working directory: make the paths absolute.
+    cli.root = std::fs::canonicalize(&cli.root).with_context(|| format!("{}", cli.root.display()))?;
+    let started = std::time::Instant::now();
     let bounds = Bounds {
         concurrency: usize::try_from(cli.concurrency)?,
         duration: Duration::from_secs(cli.seconds),
         requests_max: REQUESTS_MAX,
     };
-    eprintln!("starting redis-server, allot serve and the edge (workerd) on loopback ...");
+    eprintln!("starting redis-server, allot serve, the edge (workerd) and PostgreSQL on loopback ...");
     let redis = procs::Redis::start().await?;
     let coordinator = procs::Coordinator::start(&cli.allot, &redis.url, ADMIN, SECRET).await?;
     let edge = procs::Edge::start(&cli.root, &[&coordinator.base], SECRET).await?;
+    let pg = postgres::Postgres::start().await?;
     let store = Store::connect(&redis.url, Default::default())?;
     store.load_scripts().await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
-    setup(&http, &coordinator.base).await?;
+    let mut bench =
+        Bench { store, http, coordinator: coordinator.base.clone(), edge: edge.base.clone(), bounds, results: vec![] };
 
-    let mut results = Vec::new();
-    // Availability: the raw script, the coordinator over HTTP, the edge from its cache.
-    {
-        let (store, site) = (store.clone(), site("bench-read"));
-        results.push(
-            closed_loop("availability raw-script", bounds, move |_| {
-                let (store, site) = (store.clone(), site.clone());
-                async move {
-                    match store.availability(&site, &AvailabilityQuery::default()).await {
-                        Ok(_) => Ended::Ok,
-                        Err(_) => Ended::Error,
-                    }
-                }
-            })
-            .await,
-        );
-    }
-    for (name, base, token) in [
-        ("availability coordinator", coordinator.base.clone(), Some(ADMIN)),
-        ("availability edge", edge.base.clone(), None),
-    ] {
-        let (http, url) = (http.clone(), format!("{base}/v1/sites/bench-read/availability"));
-        results.push(
-            closed_loop(name, bounds, move |_| {
-                let request = with_token(http.get(&url), token);
-                async move { ended(request.send().await) }
-            })
-            .await,
-        );
-    }
-    // The local runtime's own ceiling: a route that does nothing (wrangler dev's proxy, workerd).
-    {
-        let (http, url) = (http.clone(), format!("{}/healthz", edge.base));
-        results.push(
-            closed_loop("edge healthz (runtime)", bounds, move |_| {
-                let request = http.get(&url);
-                async move { ended(request.send().await) }
-            })
-            .await,
-        );
-    }
-    // Reservations: one item each of a counter with room for all of them.
-    {
-        let (store, site) = (store.clone(), site("bench-reserve-raw"));
-        let request = Arc::new(one_item_request()?);
-        results.push(
-            closed_loop("reserve raw-script", bounds, move |_| {
-                let (store, site, request) = (store.clone(), site.clone(), Arc::clone(&request));
-                async move {
-                    let id = ReservationId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
-                    match store.reserve(&site, &request, None, &id).await {
-                        Ok(ReserveOutcome::Placed(_)) => Ended::Ok,
-                        Ok(_) => Ended::Refused,
-                        Err(_) => Ended::Error,
-                    }
-                }
-            })
-            .await,
-        );
-    }
-    {
-        // The optimistic WATCH/MULTI/EXEC baseline on one counter with room for every attempt.
-        let watch = baselines::WatchMulti::new(&redis.url, bounds.concurrency, 1_000_000_000).await?;
-        let measured = {
-            let watch = watch.clone();
-            closed_loop("reserve watch-multi", bounds, move |sequence| {
-                let watch = watch.clone();
-                async move { watch.reserve(sequence).await }
-            })
-            .await
-        };
-        let (capacity, used, events) = watch.totals().await?;
-        if used != measured.ok || events != measured.ok || used > capacity {
-            bail!("watch-multi: used {used}, events {events}, acknowledged {} (capacity {capacity})", measured.ok);
-        }
-        results.push(measured);
-    }
-    for (name, base, site_name, token) in [
-        ("reserve coordinator", coordinator.base.clone(), "bench-reserve-direct", Some(ADMIN)),
-        ("reserve edge", edge.base.clone(), "bench-reserve-edge", None),
-    ] {
-        let (http, url) = (http.clone(), format!("{base}/v1/sites/{site_name}/reservations"));
-        results.push(
-            closed_loop(name, bounds, move |sequence| {
-                let request = with_token(http.post(&url), token)
-                    .header("idempotency-key", format!("bench-{sequence}"))
-                    .json(&json!({"items": [{"resource": "vans", "slot": "2026-12-01T10:00Z", "quantity": 1}]}));
-                async move { ended(request.send().await) }
-            })
-            .await,
-        );
-    }
+    bench.read().await?;
+    bench.one_counter(&redis.url, &pg).await?;
+    drop(pg);
+    bench.hot().await?;
+    bench.spread().await?;
+    bench.holds().await?;
+    bench.mixed().await?;
+    let sweep = bench.sweep(Duration::from_secs(cli.sweep_seconds)).await?;
+    bench.check_spread_sites().await?;
 
-    check(&store, &results).await?;
-    let propagated = propagation::measure(&http, &coordinator.base, &edge.base, ADMIN, propagation::CHANGES).await?;
+    plot::sweep(
+        &cli.plots,
+        "Reservations, spread over 10,000 counters",
+        &[
+            plot::Series {
+                label: "raw-script (no HTTP)",
+                runs: sweep.iter().filter(|m| m.name.contains("raw")).collect(),
+            },
+            plot::Series {
+                label: "coordinator over HTTP",
+                runs: sweep.iter().filter(|m| m.name.contains("coordinator")).collect(),
+            },
+        ],
+    )?;
+    let propagated =
+        propagation::measure(&bench.http, &coordinator.base, &edge.base, ADMIN, propagation::CHANGES).await?;
     let wasm = wasm_size(&cli.root)?;
-    report(&results, wasm, &cli)?;
+    report(&bench.results, &sweep, wasm, &cli)?;
     propagated.print();
+    eprintln!("plots written to {}/sweep-*.svg", cli.plots.display());
+    eprintln!("bench finished in {:.0} s", started.elapsed().as_secs_f64());
     drop(edge);
     drop(coordinator);
     drop(redis);
@@ -173,9 +142,8 @@ fn site(name: &str) -> SiteId {
     SiteId::parse(name).expect("bench site names are valid")
 }
 
-fn one_item_request() -> anyhow::Result<ReservationRequest> {
-    let body = json!({"items": [{"resource": "vans", "slot": "2026-12-01T10:00Z", "quantity": 1}]});
-    ReservationRequest::parse(body.to_string().as_bytes()).map_err(|p| anyhow::anyhow!("{p:?}"))
+fn parsed(body: &Value) -> ReservationRequest {
+    ReservationRequest::parse(body.to_string().as_bytes()).expect("bench bodies are valid")
 }
 
 fn with_token(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
@@ -193,53 +161,421 @@ fn ended(answer: Result<reqwest::Response, reqwest::Error>) -> Ended {
     }
 }
 
-/// Sets capacity: a day of 2-hour slots for four resources to read, and one large counter per
-/// reservation scenario.
-async fn setup(http: &reqwest::Client, coordinator: &str) -> anyhow::Result<()> {
-    let resources = ["vans", "drivers", "pickers", "bikes"];
-    let read: Vec<_> = (0..AVAILABILITY_COUNTERS)
-        .map(|i| {
-            let resource = resources[i % resources.len()];
-            let slot = format!("2026-12-01T{:02}:00Z", (i / resources.len()) * 2 % 24);
-            json!({"resource": resource, "slot": slot, "capacity": 40})
-        })
-        .collect();
-    let mut puts = vec![("bench-read", json!({ "counters": read }))];
-    for site in ["bench-reserve-raw", "bench-reserve-direct", "bench-reserve-edge"] {
-        let counters =
-            json!({"counters": [{"resource": "vans", "slot": "2026-12-01T10:00Z", "capacity": 1_000_000_000}]});
-        puts.push((site, counters));
+async fn raw_reserve(store: &Store, site: &SiteId, request: &ReservationRequest) -> Ended {
+    let id = ReservationId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
+    match store.reserve(site, request, None, &id).await {
+        Ok(ReserveOutcome::Placed(_)) => Ended::Ok,
+        Ok(_) => Ended::Refused,
+        Err(_) => Ended::Error,
     }
-    for (site, body) in puts {
-        let response =
-            http.put(format!("{coordinator}/v1/sites/{site}/capacity")).bearer_auth(ADMIN).json(&body).send().await?;
+}
+
+impl Bench {
+    async fn put_capacity(&self, site: &str, body: &Value) -> anyhow::Result<()> {
+        let url = format!("{}/v1/sites/{site}/capacity", self.coordinator);
+        let response = self.http.put(url).bearer_auth(ADMIN).json(body).send().await?;
         if response.status() != 200 {
             bail!("setting capacity of {site}: {}", response.status());
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// After the run: every counter's used equals its live reservations, and each reservation
-/// scenario's counter holds exactly the reservations it was told were made.
-async fn check(store: &Store, results: &[Measured]) -> anyhow::Result<()> {
-    for (site_name, scenario) in [
-        ("bench-reserve-raw", "reserve raw-script"),
-        ("bench-reserve-direct", "reserve coordinator"),
-        ("bench-reserve-edge", "reserve edge"),
-    ] {
-        let site = site(site_name);
-        let audit = store.audit(&site).await?;
+    fn push(&mut self, measured: Measured) -> &Measured {
+        self.results.push(measured);
+        self.results.last().expect("just pushed")
+    }
+
+    fn rate(&self, name: &str) -> f64 {
+        self.results.iter().find(|r| r.name == name).map_or(0.0, |r| r.per_second)
+    }
+
+    /// HTTP reservations of `body(sequence)` against `base`.
+    async fn http_reserve(
+        &mut self,
+        name: &str,
+        base: &str,
+        site_name: &str,
+        token: Option<&'static str>,
+        body: impl Fn(u64) -> Value + Send + Sync + 'static,
+    ) -> Measured {
+        let (http, url) = (self.http.clone(), format!("{base}/v1/sites/{site_name}/reservations"));
+        let measured = closed_loop(name, self.bounds, move |sequence| {
+            let request = with_token(http.post(&url), token)
+                .header("idempotency-key", format!("bench-{sequence}"))
+                .json(&body(sequence));
+            async move { ended(request.send().await) }
+        })
+        .await;
+        self.push(measured).clone()
+    }
+
+    /// `read`: availability through the raw script, the coordinator and the edge.
+    async fn read(&mut self) -> anyhow::Result<()> {
+        let resources = ["vans", "drivers", "pickers", "bikes"];
+        let counters: Vec<_> = (0..AVAILABILITY_COUNTERS)
+            .map(|i| {
+                let resource = resources[i % resources.len()];
+                let slot = format!("2026-12-01T{:02}:00Z", (i / resources.len()) * 2 % 24);
+                json!({"resource": resource, "slot": slot, "capacity": 40})
+            })
+            .collect();
+        self.put_capacity("bench-read", &json!({ "counters": counters })).await?;
+        let (store, site) = (self.store.clone(), site("bench-read"));
+        let measured = closed_loop("read raw-script", self.bounds, move |_| {
+            let (store, site) = (store.clone(), site.clone());
+            async move {
+                match store.availability(&site, &AvailabilityQuery::default()).await {
+                    Ok(_) => Ended::Ok,
+                    Err(_) => Ended::Error,
+                }
+            }
+        })
+        .await;
+        self.push(measured);
+        for (name, base, token) in
+            [("read coordinator", self.coordinator.clone(), Some(ADMIN)), ("read edge", self.edge.clone(), None)]
+        {
+            let (http, url) = (self.http.clone(), format!("{base}/v1/sites/bench-read/availability"));
+            let measured = closed_loop(name, self.bounds, move |_| {
+                let request = with_token(http.get(&url), token);
+                async move { ended(request.send().await) }
+            })
+            .await;
+            self.push(measured);
+        }
+        // The local runtime's own ceiling: a route that does nothing (wrangler dev's proxy, workerd).
+        let (http, url) = (self.http.clone(), format!("{}/healthz", self.edge));
+        let measured = closed_loop("edge healthz (runtime)", self.bounds, move |_| {
+            let request = http.get(&url);
+            async move { ended(request.send().await) }
+        })
+        .await;
+        self.push(measured);
+        Ok(())
+    }
+
+    /// One counter with room for every attempt: the same reservation through every path and
+    /// every baseline.
+    async fn one_counter(&mut self, redis_url: &str, pg: &postgres::Postgres) -> anyhow::Result<()> {
+        for name in ["bench-one-raw", "bench-one-direct", "bench-one-edge"] {
+            self.put_capacity(name, &workload::one_counter_capacity(ROOMY_CAPACITY)).await?;
+        }
+        let (store, site_id) = (self.store.clone(), site("bench-one-raw"));
+        let request = Arc::new(parsed(&workload::one_item_body()));
+        let measured = closed_loop("one-counter raw-script", self.bounds, move |_| {
+            let (store, site_id, request) = (store.clone(), site_id.clone(), Arc::clone(&request));
+            async move { raw_reserve(&store, &site_id, &request).await }
+        })
+        .await;
+        let measured = self.push(measured).clone();
+        self.audit("bench-one-raw", &measured, None).await?;
+
+        let watch = baselines::WatchMulti::new(redis_url, self.bounds.concurrency, ROOMY_CAPACITY).await?;
+        let measured = {
+            let watch = watch.clone();
+            closed_loop("one-counter watch-multi", self.bounds, move |sequence| {
+                let watch = watch.clone();
+                async move { watch.reserve(sequence).await }
+            })
+            .await
+        };
+        let (capacity, used, events) = watch.totals().await?;
+        if used != measured.ok || events != measured.ok || used > capacity {
+            bail!("watch-multi: used {used}, events {events}, acknowledged {} (capacity {capacity})", measured.ok);
+        }
+        self.push(measured);
+
+        for (name, variant, synchronous) in [
+            ("one-counter postgres update-returning sync", postgres::Variant::UpdateReturning, true),
+            ("one-counter postgres update-returning async", postgres::Variant::UpdateReturning, false),
+            ("one-counter postgres for-update sync", postgres::Variant::ForUpdate, true),
+            ("one-counter postgres for-update async", postgres::Variant::ForUpdate, false),
+        ] {
+            let baseline =
+                postgres::Baseline::new(pg, variant, synchronous, self.bounds.concurrency, ROOMY_CAPACITY).await?;
+            let measured = {
+                let baseline = baseline.clone();
+                closed_loop(name, self.bounds, move |_| {
+                    let baseline = baseline.clone();
+                    async move { baseline.reserve().await }
+                })
+                .await
+            };
+            let (capacity, used, reservations, quantities, events) = baseline.totals().await?;
+            if used != measured.ok
+                || reservations != measured.ok
+                || quantities != used
+                || events != used
+                || used > capacity
+            {
+                bail!(
+                    "{name}: used {used}, reservations {reservations} ({quantities} units), events {events}, acknowledged {} (capacity {capacity})",
+                    measured.ok
+                );
+            }
+            self.push(measured);
+        }
+
+        for (name, base, site_name, token) in [
+            ("one-counter coordinator", self.coordinator.clone(), "bench-one-direct", Some(ADMIN)),
+            ("one-counter edge", self.edge.clone(), "bench-one-edge", None),
+        ] {
+            let measured = self.http_reserve(name, &base, site_name, token, |_| workload::one_item_body()).await;
+            self.audit(site_name, &measured, None).await?;
+        }
+        eprintln!("correctness (one counter): every path and baseline stored exactly what it acknowledged");
+        Ok(())
+    }
+
+    /// `hot`: a flash crowd on one small counter, far above its capacity.
+    async fn hot(&mut self) -> anyhow::Result<()> {
+        for (name, base, site_name, token, capacity) in [
+            ("hot coordinator", self.coordinator.clone(), "bench-hot-direct", Some(ADMIN), HOT_CAPACITY),
+            ("hot edge", self.edge.clone(), "bench-hot-edge", None, HOT_EDGE_CAPACITY),
+        ] {
+            self.put_capacity(site_name, &workload::one_counter_capacity(capacity)).await?;
+            // The edge refuses key-less attempts itself once its view shows the counter sold out.
+            let keyed = token.is_some();
+            let (http, url) = (self.http.clone(), format!("{base}/v1/sites/{site_name}/reservations"));
+            let measured = closed_loop(name, self.bounds, move |sequence| {
+                let mut request = with_token(http.post(&url), token).json(&workload::one_item_body());
+                if keyed {
+                    request = request.header("idempotency-key", format!("hot-{sequence}"));
+                }
+                async move { ended(request.send().await) }
+            })
+            .await;
+            let measured = self.push(measured).clone();
+            self.audit(site_name, &measured, Some(capacity)).await?;
+        }
+        eprintln!("correctness (hot): each counter sold exactly its capacity once refusals began");
+        Ok(())
+    }
+
+    /// `spread` (uniform and Zipf) and `multi` (3 items): 10,000 counters per site.
+    async fn spread(&mut self) -> anyhow::Result<()> {
+        for name in
+            ["bench-spread-raw", "bench-spread-direct", "bench-zipf-direct", "bench-multi-raw", "bench-multi-direct"]
+        {
+            self.put_capacity(name, &workload::spread_capacity()).await?;
+        }
+        for (name, site_name, spread) in [
+            ("spread raw-script", "bench-spread-raw", Spread::new(Pick::Uniform, 1, 1)),
+            ("multi raw-script", "bench-multi-raw", Spread::new(Pick::Uniform, MULTI_ITEMS, 3)),
+        ] {
+            let (store, site_id, spread) = (self.store.clone(), site(site_name), Arc::new(spread));
+            let measured = closed_loop(name, self.bounds, move |sequence| {
+                let (store, site_id, request) = (store.clone(), site_id.clone(), spread.request(sequence));
+                async move { raw_reserve(&store, &site_id, &request).await }
+            })
+            .await;
+            let measured = self.push(measured).clone();
+            self.audit(site_name, &measured, None).await?;
+        }
+        let coordinator = self.coordinator.clone();
+        for (name, site_name, spread) in [
+            ("spread coordinator", "bench-spread-direct", Spread::new(Pick::Uniform, 1, 1)),
+            ("spread-zipf coordinator", "bench-zipf-direct", Spread::new(Pick::Zipf, 1, 2)),
+            ("multi coordinator", "bench-multi-direct", Spread::new(Pick::Uniform, MULTI_ITEMS, 3)),
+        ] {
+            let measured = self.http_reserve(name, &coordinator, site_name, Some(ADMIN), move |s| spread.body(s)).await;
+            self.audit(site_name, &measured, None).await?;
+        }
+        eprintln!("correctness (spread, multi): used equals live reservations on all 10,000 counters");
+        Ok(())
+    }
+
+    /// `holds`: reserve with a hold, then confirm a third, cancel a third and let a third expire.
+    async fn holds(&mut self) -> anyhow::Result<()> {
+        let site_name = "bench-holds";
+        self.put_capacity(site_name, &workload::spread_capacity()).await?;
+        let spread = Arc::new(Spread::new(Pick::Uniform, 1, 4));
+        let confirmed = Arc::new(AtomicU64::new(0));
+        let (http, base) = (self.http.clone(), format!("{}/v1/sites/{site_name}/reservations", self.coordinator));
+        let measured = {
+            let confirmed = Arc::clone(&confirmed);
+            closed_loop("holds coordinator", self.bounds, move |sequence| {
+                let mut body = spread.body(sequence);
+                body["hold_seconds"] = json!(HOLD_SECONDS);
+                let (http, base, confirmed) = (http.clone(), base.clone(), Arc::clone(&confirmed));
+                async move {
+                    let placed = http.post(&base).bearer_auth(ADMIN).json(&body).send().await;
+                    let Ok(placed) = placed else { return Ended::Error };
+                    if placed.status() == 409 {
+                        return Ended::Refused;
+                    }
+                    let Ok(reservation) = placed.json::<Value>().await else { return Ended::Error };
+                    let Some(id) = reservation["id"].as_str() else { return Ended::Error };
+                    let next = match sequence % 3 {
+                        0 => http.post(format!("{base}/{id}/confirm")),
+                        1 => http.delete(format!("{base}/{id}")),
+                        _ => return Ended::Ok,
+                    };
+                    match next.bearer_auth(ADMIN).send().await.map(|r| r.status().as_u16()) {
+                        Ok(200) => {
+                            if sequence % 3 == 0 {
+                                confirmed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ended::Ok
+                        }
+                        _ => Ended::Error,
+                    }
+                }
+            })
+            .await
+        };
+        let measured = self.push(measured).clone();
+        // Wait out the last holds and one sweep, then only the confirmed ones may be live.
+        tokio::time::sleep(Duration::from_millis(HOLD_SECONDS * 1000 + 1_000)).await;
+        self.store.expire_due(&site(site_name)).await?;
+        let audit = self.store.audit(&site(site_name)).await?;
+        let confirmed = confirmed.load(Ordering::Relaxed);
+        if !audit.mismatches.is_empty() || audit.live_reservations != confirmed || measured.errors > 0 {
+            bail!(
+                "holds: {} live after expiry, {confirmed} confirmed, {} errors, mismatches {:?}",
+                audit.live_reservations,
+                measured.errors,
+                audit.mismatches
+            );
+        }
+        eprintln!("correctness (holds): after expiry exactly the {confirmed} confirmed reservations are live");
+        Ok(())
+    }
+
+    /// `mixed`: 95 % availability reads, 5 % reservations, direct and through the edge.
+    async fn mixed(&mut self) -> anyhow::Result<()> {
+        for (name, base, site_name, token) in [
+            ("mixed coordinator", self.coordinator.clone(), "bench-mixed-direct", Some(ADMIN)),
+            ("mixed edge", self.edge.clone(), "bench-mixed-edge", None),
+        ] {
+            self.put_capacity(site_name, &workload::one_counter_capacity(ROOMY_CAPACITY)).await?;
+            let placed = Arc::new(AtomicU64::new(0));
+            let (http, url) = (self.http.clone(), format!("{base}/v1/sites/{site_name}"));
+            let measured = {
+                let placed = Arc::clone(&placed);
+                closed_loop(name, self.bounds, move |sequence| {
+                    let request = if sequence % MIXED_RESERVE_EVERY == 0 {
+                        with_token(http.post(format!("{url}/reservations")), token)
+                            .header("idempotency-key", format!("mixed-{sequence}"))
+                            .json(&workload::one_item_body())
+                    } else {
+                        with_token(http.get(format!("{url}/availability")), token)
+                    };
+                    let placed = Arc::clone(&placed);
+                    async move {
+                        let answer = request.send().await;
+                        if let Ok(response) = &answer
+                            && response.status() == 201
+                        {
+                            placed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        ended(answer)
+                    }
+                })
+                .await
+            };
+            let measured = self.push(measured).clone();
+            let reservations = Measured { ok: placed.load(Ordering::Relaxed), ..measured };
+            self.audit(site_name, &reservations, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Open loop at fractions of the closed-loop rate of the spread scenario: raw script and
+    /// coordinator, each on its own fresh site.
+    async fn sweep(&mut self, step: Duration) -> anyhow::Result<Vec<Measured>> {
+        let mut runs = Vec::new();
+        let bounds = Bounds { duration: step, ..self.bounds };
+        for (label, site_name, saturated) in [
+            ("raw-script", "bench-sweep-raw", self.rate("spread raw-script")),
+            ("coordinator", "bench-sweep-direct", self.rate("spread coordinator")),
+        ] {
+            self.put_capacity(site_name, &workload::spread_capacity()).await?;
+            let spread = Arc::new(Spread::new(Pick::Uniform, 1, 5));
+            let mut acknowledged = Measured { ok: 0, errors: 0, ..self.results[0].clone() };
+            for fraction in SWEEP_FRACTIONS {
+                let rate = (saturated * fraction).max(1.0);
+                let name = format!("sweep {label} {:.0}%", fraction * 100.0);
+                let measured = if label == "raw-script" {
+                    let (store, site_id, spread) = (self.store.clone(), site(site_name), Arc::clone(&spread));
+                    open_loop(&name, rate, bounds, move |sequence| {
+                        let (store, site_id, request) = (store.clone(), site_id.clone(), spread.request(sequence));
+                        async move { raw_reserve(&store, &site_id, &request).await }
+                    })
+                    .await
+                } else {
+                    let (http, url) =
+                        (self.http.clone(), format!("{}/v1/sites/{site_name}/reservations", self.coordinator));
+                    let spread = Arc::clone(&spread);
+                    let salt = (fraction * 1000.0) as u64;
+                    open_loop(&name, rate, bounds, move |sequence| {
+                        let request = http
+                            .post(&url)
+                            .bearer_auth(ADMIN)
+                            .header("idempotency-key", format!("sweep-{salt}-{sequence}"))
+                            .json(&spread.body(sequence ^ (salt << 40)));
+                        async move { ended(request.send().await) }
+                    })
+                    .await
+                };
+                acknowledged.ok += measured.ok;
+                acknowledged.errors += measured.errors;
+                runs.push(measured);
+            }
+            self.audit(site_name, &acknowledged, None).await?;
+        }
+        Ok(runs)
+    }
+
+    /// The run's correctness check for one site: `used` equals the sum of live reservations on
+    /// every counter and never exceeds capacity; the live reservations are the acknowledged
+    /// ones (requests that ended in an error may or may not have been placed, and are allowed
+    /// either way); with `sold_out`, a run that saw refusals sold exactly that capacity.
+    async fn audit(&self, site_name: &str, measured: &Measured, sold_out: Option<u64>) -> anyhow::Result<()> {
+        let site_id = site(site_name);
+        let audit = self.store.audit(&site_id).await?;
         if !audit.mismatches.is_empty() {
             bail!("{site_name}: used differs from live reservations: {:?}", audit.mismatches);
         }
-        let accepted = results.iter().find(|r| r.name == scenario).map_or(0, |r| r.ok);
-        if audit.live_reservations != accepted {
-            bail!("{site_name}: {} live reservations, but {accepted} were acknowledged", audit.live_reservations);
+        let live = audit.live_reservations;
+        if live < measured.ok || live > measured.ok + measured.errors {
+            bail!(
+                "{site_name}: {live} live reservations, but {} were acknowledged ({} errors)",
+                measured.ok,
+                measured.errors
+            );
         }
+        let availability = self.store.availability(&site_id, &AvailabilityQuery::default()).await?;
+        let used: u64 = availability.counters.iter().map(|c| c.used).sum();
+        if let Some(over) = availability.counters.iter().find(|c| c.used > c.capacity) {
+            bail!(
+                "{site_name}: {}@{} oversold: used {} > capacity {}",
+                over.resource,
+                over.slot,
+                over.used,
+                over.capacity
+            );
+        }
+        if let Some(capacity) = sold_out
+            && measured.refused > 0
+            && used != capacity
+        {
+            bail!("{site_name}: refusals began but used is {used}, not the capacity {capacity}");
+        }
+        Ok(())
     }
-    eprintln!("correctness: every counter's used equals its live reservations; acknowledged = stored");
-    Ok(())
+
+    /// The spread sites once more at the end: nothing changed behind the run's back.
+    async fn check_spread_sites(&self) -> anyhow::Result<()> {
+        for name in ["bench-spread-direct", "bench-zipf-direct", "bench-multi-direct", "bench-holds"] {
+            let audit = self.store.audit(&site(name)).await.with_context(|| name.to_owned())?;
+            if !audit.mismatches.is_empty() {
+                bail!("{name}: {:?}", audit.mismatches);
+            }
+        }
+        eprintln!("correctness: every counter's used equals its live reservations; acknowledged = stored; no oversell");
+        Ok(())
+    }
 }
 
 fn wasm_size(root: &std::path::Path) -> anyhow::Result<(u64, u64)> {
@@ -249,37 +585,79 @@ fn wasm_size(root: &std::path::Path) -> anyhow::Result<(u64, u64)> {
     Ok((raw, gzip))
 }
 
-fn report(results: &[Measured], (wasm_raw, wasm_gzip): (u64, u64), cli: &Cli) -> anyhow::Result<()> {
-    let rate = |name: &str| results.iter().find(|r| r.name == name).map_or(0.0, |r| r.per_second);
-    println!();
-    println!("| scenario | requests/s | p50 ms | p99 ms | p99.9 ms | max ms | ok | refused | errors |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+fn table(results: &[&Measured]) {
+    println!(
+        "| scenario | offered/s | requests/s | accepted/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | accepted | refused | errors | dropped |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
         let ms = |micros: u64| micros as f64 / 1000.0;
+        let offered = r.offered_per_second.map_or("closed".to_owned(), |o| format!("{o:.0}"));
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} |",
+            "| {} | {offered} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} |",
             r.name,
             r.per_second,
+            r.ok as f64 / r.seconds,
             ms(r.p50_micros),
+            ms(r.p90_micros),
             ms(r.p99_micros),
             ms(r.p999_micros),
             ms(r.max_micros),
             r.ok,
             r.refused,
-            r.errors
+            r.errors,
+            r.dropped
         );
     }
+}
+
+fn report(
+    results: &[Measured],
+    sweep: &[Measured],
+    (wasm_raw, wasm_gzip): (u64, u64),
+    cli: &Cli,
+) -> anyhow::Result<()> {
+    let rate = |name: &str| results.iter().find(|r| r.name == name).map_or(0.0, |r| r.per_second);
+    println!();
+    table(&results.iter().collect::<Vec<_>>());
+    println!();
+    table(&sweep.iter().collect::<Vec<_>>());
     let ratios = [
-        ("availability coordinator/raw-script", rate("availability coordinator") / rate("availability raw-script")),
-        ("availability edge/coordinator", rate("availability edge") / rate("availability coordinator")),
-        ("availability edge/edge healthz", rate("availability edge") / rate("edge healthz (runtime)")),
-        ("reserve coordinator/raw-script", rate("reserve coordinator") / rate("reserve raw-script")),
-        ("reserve watch-multi/raw-script", rate("reserve watch-multi") / rate("reserve raw-script")),
-        ("reserve edge/coordinator", rate("reserve edge") / rate("reserve coordinator")),
+        ("read coordinator/raw-script", rate("read coordinator") / rate("read raw-script")),
+        ("read edge/coordinator", rate("read edge") / rate("read coordinator")),
+        ("read edge/edge healthz", rate("read edge") / rate("edge healthz (runtime)")),
+        ("http/raw-script (one counter)", rate("one-counter coordinator") / rate("one-counter raw-script")),
+        ("http/raw-script (spread)", rate("spread coordinator") / rate("spread raw-script")),
+        ("http/raw-script (multi)", rate("multi coordinator") / rate("multi raw-script")),
+        ("watch-multi/raw-script", rate("one-counter watch-multi") / rate("one-counter raw-script")),
+        (
+            "postgres update-returning sync/raw-script",
+            rate("one-counter postgres update-returning sync") / rate("one-counter raw-script"),
+        ),
+        (
+            "postgres update-returning async/raw-script",
+            rate("one-counter postgres update-returning async") / rate("one-counter raw-script"),
+        ),
+        (
+            "postgres for-update sync/raw-script",
+            rate("one-counter postgres for-update sync") / rate("one-counter raw-script"),
+        ),
+        (
+            "postgres for-update async/raw-script",
+            rate("one-counter postgres for-update async") / rate("one-counter raw-script"),
+        ),
+        ("edge/coordinator (one counter)", rate("one-counter edge") / rate("one-counter coordinator")),
     ];
     println!();
     for (name, ratio) in &ratios {
         println!("{name} {ratio:.2}");
+    }
+    if let Some(half) = sweep.iter().find(|m| m.name == "sweep coordinator 50%") {
+        println!(
+            "coordinator p99 at half its saturating rate ({:.0}/s): {:.2} ms",
+            half.offered_per_second.unwrap_or(0.0),
+            half.p99_micros as f64 / 1000.0
+        );
     }
     println!();
     println!("edge wasm: {} KiB raw, {} KiB gzip", wasm_raw / 1024, wasm_gzip / 1024);
@@ -289,7 +667,9 @@ fn report(results: &[Measured], (wasm_raw, wasm_gzip): (u64, u64), cli: &Cli) ->
     let document = json!({
         "concurrency": cli.concurrency,
         "seconds_per_scenario": cli.seconds,
+        "sweep_seconds_per_step": cli.sweep_seconds,
         "results": results,
+        "sweep": sweep,
         "ratios": ratios.iter().map(|(n, r)| json!({"name": n, "ratio": r})).collect::<Vec<_>>(),
         "wasm_bytes": wasm_raw,
         "wasm_gzip_bytes": wasm_gzip,

@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 /// Debian packages the project needs, with the command that shows each is installed.
 const APT_PACKAGES: [(&str, &str); 3] =
     [("redis-server", "redis-server"), ("promtool", "prometheus"), ("chromium", "chromium")];
+/// Debian's PostgreSQL server (a baseline of the benchmarks), with a command it installs.
+const POSTGRESQL_PACKAGE: (&str, &str) = ("pg_ctlcluster", "postgresql");
 /// The WebAssembly target the edge builds for.
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// Crates that must build for the WebAssembly target.
@@ -42,7 +44,7 @@ enum Chore {
     /// Build release binaries and run the benchmarks (own Redis, coordinator and edge on
     /// loopback; bounded in time); prints a table and ratios, writes target/bench/*.json.
     Bench {
-        /// Short runs (3 s per scenario) to check a claim quickly.
+        /// Short runs (2 s per scenario and sweep step) to check a claim quickly.
         #[arg(long)]
         quick: bool,
     },
@@ -292,20 +294,22 @@ fn secret_from_env_or_new(name: &str) -> String {
 }
 
 fn bench(quick: bool) -> anyhow::Result<()> {
-    ensure_apt_packages(&APT_PACKAGES[..1])?;
+    ensure_apt_packages(&[APT_PACKAGES[0], POSTGRESQL_PACKAGE])?;
     run(
         "build release binaries",
         // --bins, not --bin allot: that would select only the binary named allot.
         cargo().args(["build", "--release", "-p", "allot-core", "-p", "allot-bench", "--bins"]),
     )?;
     edge_build()?;
-    let seconds = if quick { "3" } else { "10" };
+    // Quick: every scenario and baseline, briefly.
+    let (seconds, sweep_seconds) = if quick { ("2", "2") } else { ("10", "5") };
     run(
         "allot-bench",
         Command::new(root().join("target/release/allot-bench"))
-            .args(["--root", &root().to_string_lossy(), "--seconds", seconds])
+            .args(["--root", &root().to_string_lossy(), "--seconds", seconds, "--sweep-seconds", sweep_seconds])
             .args(["--allot", &root().join("target/release/allot").to_string_lossy()])
-            .args(["--out", &root().join("target/bench/edge.json").to_string_lossy()])
+            .args(["--out", &root().join("target/bench/results.json").to_string_lossy()])
+            .args(["--plots", &root().join("target/bench").to_string_lossy()])
             .current_dir(root()),
     )
 }
