@@ -18,6 +18,8 @@
 //   CONFIRM_LINES_MAX   = 50       old → new lines listed in the confirm dialog
 //   PUT_COUNTERS_MAX    = 10000    counters per capacity PUT (server limit)
 //   CAPACITY_MAX        = 1e9      largest capacity the server accepts
+//   HISTORY_COUNTERS_MAX = 2000    counters with a kept history; the least recently changed go
+//   STREAM_SILENCE_MS   = 30000    no byte for this long (heartbeats come every 15 s): reconnect
 
 const FEED_ITEMS_MAX = 200;
 const HISTORY_POINTS_MAX = 2000;
@@ -32,6 +34,8 @@ const ALERT_HIGHLIGHT_MAX = 5;
 const CONFIRM_LINES_MAX = 50;
 const PUT_COUNTERS_MAX = 10000;
 const CAPACITY_MAX = 1_000_000_000;
+const HISTORY_COUNTERS_MAX = 2000;
+const STREAM_SILENCE_MS = 30_000;
 
 const TOKEN_KEY = 'allot.token';
 const SITE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
@@ -102,6 +106,13 @@ const compareText = (a, b) => (a < b ? -1 : a > b ? 1 : 0); // byte order, as th
 const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** Milliseconds of a Redis stream id `<unix-ms>-<seq>` (when the event happened). */
+/** Whether stream id `a` (`<ms>-<seq>`) comes after `b`. */
+function idAfter(a, b) {
+  const [am, as] = a.split('-').map(Number);
+  const [bm, bs] = b.split('-').map(Number);
+  return am > bm || (am === bm && as > bs);
+}
+
 function idMs(id) {
   if (!id) return Number.NaN;
   const ms = Number(String(id).split('-')[0]);
@@ -181,12 +192,16 @@ function setStatus(text, kind = 'info') {
  * zone list (snapshot, PUT answer, capacity_changed), so an absent list means "no restriction";
  * other events never carry zones, so the known list is kept.
  */
-function applyCounters(list, { replaceZones, at }) {
+function applyCounters(list, { replaceZones, at, historyOnly = false }) {
   if (!Array.isArray(list)) return;
   for (const raw of list) {
     if (typeof raw?.resource !== 'string' || typeof raw.slot !== 'string') continue;
     if (!isCount(raw.capacity) || !isCount(raw.used)) continue;
     const key = counterKey(raw.resource, raw.slot);
+    if (historyOnly) {
+      if (Number.isFinite(at)) recordHistory(key, at, { used: raw.used, capacity: raw.capacity });
+      continue;
+    }
     let counter = state.counters.get(key);
     if (!counter) {
       counter = { resource: raw.resource, slot: raw.slot, capacity: 0, used: 0, zones: null };
@@ -205,9 +220,31 @@ function applyCounters(list, { replaceZones, at }) {
   scheduleRender();
 }
 
+/** Capacities and zones from a capacity PUT's answer, leaving `used` to the stream. */
+function applyCapacities(list) {
+  if (!Array.isArray(list)) return;
+  for (const raw of list) {
+    if (typeof raw?.resource !== 'string' || typeof raw.slot !== 'string' || !isCount(raw.capacity)) continue;
+    const counter = state.counters.get(counterKey(raw.resource, raw.slot));
+    if (!counter) continue;
+    counter.capacity = raw.capacity;
+    counter.zones = Array.isArray(raw.zones) && raw.zones.length > 0 ? [...raw.zones] : null;
+    dirty.keys.add(counterKey(raw.resource, raw.slot));
+  }
+  dirty.counters = true;
+  scheduleRender();
+}
+
 function recordHistory(key, at, counter) {
   let points = state.history.get(key);
-  if (!points) state.history.set(key, (points = []));
+  if (points) {
+    // Map order is recency: the least recently changed counter is first, and goes first.
+    state.history.delete(key);
+  } else {
+    points = [];
+    if (state.history.size >= HISTORY_COUNTERS_MAX) state.history.delete(state.history.keys().next().value);
+  }
+  state.history.set(key, points);
   const last = points.at(-1);
   // Several events can carry the same values (e.g. reservation_placed then counter_full): only
   // real changes become points, so "N changes" means something.
@@ -282,6 +319,7 @@ async function loadAvailability(s) {
   const body = await response.json();
   if (!isCurrent(s)) return;
   applyCounters(body.counters, { replaceZones: true });
+  s.snapshotVersion = typeof body.version === 'string' ? body.version : null;
   s.snapshotLoaded = true;
 }
 
@@ -326,9 +364,17 @@ async function readEvents(s, response) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   const parse = createSseParser();
+  let silence = null;
   try {
     for (;;) {
-      const { value, done } = await reader.read();
+      // A half-open connection never ends: treat silence past two heartbeats as a break.
+      const timeout = new Promise((resolve) => {
+        silence = setTimeout(() => resolve({ silent: true }), STREAM_SILENCE_MS);
+      });
+      const next = await Promise.race([reader.read(), timeout]);
+      clearTimeout(silence);
+      if (next.silent) return 'ended';
+      const { value, done } = next;
       if (done) return 'ended';
       for (const event of parse(decoder.decode(value, { stream: true }))) {
         if (!isCurrent(s)) return 'stopped';
@@ -337,6 +383,7 @@ async function readEvents(s, response) {
       }
     }
   } finally {
+    clearTimeout(silence);
     reader.cancel().catch(() => {});
   }
 }
@@ -352,9 +399,19 @@ function applyEvent(s, event) {
   }
   const at = idMs(event.id);
   const counters = Array.isArray(data?.counters) ? data.counters : [];
-  // capacity_changed states each counter's zones in full (absent: restriction lifted).
-  applyCounters(counters, { replaceZones: event.type === 'capacity_changed', at });
-  pushFeed({ id: event.id ?? '', type: event.type, at, counters, reservation: data?.reservation ?? null });
+  // capacity_changed states each counter's zones in full (absent: restriction lifted). Events
+  // the snapshot already includes (replayed with after=0) only build the history.
+  const newer = !s.snapshotVersion || !event.id || idAfter(event.id, s.snapshotVersion);
+  applyCounters(counters, { replaceZones: event.type === 'capacity_changed', at, historyOnly: !newer });
+  // A capacity_changed can carry 10,000 counters: keep only what the feed shows, and the count.
+  pushFeed({
+    id: event.id ?? '',
+    type: event.type,
+    at,
+    counters: counters.slice(0, FEED_COUNTERS_SHOWN),
+    countersTotal: counters.length,
+    reservation: data?.reservation ?? null,
+  });
 }
 
 function handleResync(s, event) {
@@ -441,8 +498,9 @@ async function saveCapacity(change) {
     });
     const body = await response.json();
     if (!isCurrent(s)) return;
-    // Show the stored values at once; the capacity_changed event will confirm them.
-    applyCounters(body.counters, { replaceZones: true });
+    // Show the new capacities at once. Not `used`: it is as of the script, and reservation
+    // events that arrived meanwhile are newer. The capacity_changed event confirms the rest.
+    applyCapacities(body.counters);
     setStatus('Capacity saved', 'ok');
   } catch (error) {
     if (error?.name !== 'AbortError') handleApiError(s, error);
@@ -734,9 +792,9 @@ function renderAlerts(totals) {
   $('alerts-list').replaceChildren(...items);
 }
 
-function describeCounters(counters) {
+function describeCounters(counters, total = counters.length) {
   const shown = counters.slice(0, FEED_COUNTERS_SHOWN).map((c) => `${c.resource} ${c.slot} ${c.used}/${c.capacity}`);
-  const more = counters.length - shown.length;
+  const more = total - shown.length;
   return shown.join('; ') + (more > 0 ? `; and ${more} more` : '');
 }
 
@@ -755,7 +813,7 @@ function feedItem(item, highlight) {
     time,
     el('span', { className: 'feed-type', text: TYPE_WORDS[item.type] ?? item.type }),
     item.reservation ? el('span', { className: 'feed-reservation', text: describeReservation(item.reservation) }) : null,
-    item.counters.length > 0 ? el('span', { className: 'feed-counters', text: describeCounters(item.counters) }) : null,
+    item.counters.length > 0 ? el('span', { className: 'feed-counters', text: describeCounters(item.counters, item.countersTotal) }) : null,
   ]);
   li.dataset.type = item.type;
   li.dataset.id = item.id;

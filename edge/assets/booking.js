@@ -10,6 +10,7 @@
 //   HOLD_SECONDS_MAX   86,400 (the contract's limit)
 //   EXPIRY_CHECKS_MAX  10 reads after the countdown ends, EXPIRY_CHECK_MS apart
 //   POLL_MS            5,000: how often to re-read availability while the stream is down
+//   WARN_AT_SECONDS    60 and 10: when the hold's end is announced to screen readers
 'use strict';
 
 const ITEMS_MAX = 32;
@@ -18,6 +19,7 @@ const QUANTITY_MAX = 1000000;
 const EXPIRY_CHECKS_MAX = 10;
 const EXPIRY_CHECK_MS = 500;
 const POLL_MS = 5000;
+const WARN_AT_SECONDS = [60, 10];
 /** The share of capacity in use from which a counter shows as almost full (as the events do). */
 const ALMOST_FULL_RATIO = 0.9;
 const SITE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
@@ -27,13 +29,18 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   site: null,
-  /** `resource\u0000slot` -> counter `{resource, slot, capacity, used, remaining, zones?}` */
+  /** `resource|slot` -> counter `{resource, slot, capacity, used, remaining, zones?}` */
   counters: new Map(),
   version: '0-0',
-  /** `resource\u0000slot` -> quantity wanted */
+  /** `resource|slot` -> quantity wanted */
   picked: new Map(),
   /** The attempt in flight or last failed without an answer: `{key, body}`; reused on retry. */
   attempt: null,
+  /** The picked keys the basket shows, to rebuild it only when they change. */
+  basketSignature: null,
+  /** Set once the coordinator asked for a zone: the field stays visible. */
+  zoneAsked: false,
+  warned: new Set(),
   busy: false,
   /** The reservation being held: `{reservation, deadlineMs}`. */
   hold: null,
@@ -42,7 +49,8 @@ const state = {
   stream: null,
 };
 
-const counterKey = (resource, slot) => `${resource}\u0000${slot}`;
+// `|` appears in no resource id or slot, and survives CSS.escape in selectors.
+const counterKey = (resource, slot) => `${resource}|${slot}`;
 
 function siteFromPath() {
   const match = location.pathname.match(/^\/s\/([^/]+)\/?$/);
@@ -278,6 +286,17 @@ function toggle(key) {
 
 function renderBasket() {
   const items = $('items');
+  const signature = [...state.picked.keys()].join('\n');
+  if (signature === state.basketSignature) {
+    // Same selection: update the counts in place, so a quantity being typed keeps its focus.
+    for (const li of items.children) {
+      const counter = state.counters.get(li.dataset.key);
+      if (counter) li.querySelector('.what').textContent = `${describe(counter.resource, counter.slot)} (${counter.remaining} left)`;
+    }
+    $('basket').hidden = state.picked.size === 0 || state.hold !== null;
+    return;
+  }
+  state.basketSignature = signature;
   items.replaceChildren();
   let zoned = false;
   for (const [key, quantity] of state.picked) {
@@ -285,6 +304,7 @@ function renderBasket() {
     if (!counter) continue;
     if (counter.zones && counter.zones.length) zoned = true;
     const li = document.createElement('li');
+    li.dataset.key = key;
     const what = document.createElement('span');
     what.className = 'what';
     what.textContent = `${describe(counter.resource, counter.slot)} (${counter.remaining} left)`;
@@ -308,12 +328,20 @@ function renderBasket() {
     remove.className = 'secondary';
     remove.textContent = 'Remove';
     remove.setAttribute('aria-label', `Remove ${describe(counter.resource, counter.slot)}`);
-    remove.addEventListener('click', () => toggle(key));
+    remove.addEventListener('click', () => {
+      toggle(key);
+      // The button is gone: put focus back on the slot it came from.
+      const slot = $('tables').querySelector(`button[data-key="${CSS.escape(key)}"]`);
+      if (slot) slot.focus();
+    });
     li.append(what, label, input, remove);
     items.append(li);
   }
-  $('zone').hidden = !zoned;
-  $('zone-label').hidden = !zoned;
+  if (zoned || state.zoneAsked) showZone(false);
+  else {
+    $('zone').hidden = true;
+    $('zone-label').hidden = true;
+  }
   $('basket').hidden = state.picked.size === 0 || state.hold !== null;
 }
 
@@ -368,13 +396,24 @@ function explainRefusal(problem) {
     return;
   }
   if (slug === 'zone-not-allowed') {
-    say('error', 'That delivery zone is not served for these slots.', [problem.detail || '']);
+    // Zones can change after the snapshot: ask for one now, and re-read them.
+    state.zoneAsked = true;
+    say('error', 'These slots are only for some delivery zones: enter yours.', problem.detail ? [problem.detail] : []);
+    showZone(true);
+    refresh();
     return;
   }
   say('error', problem.title || 'The reservation was refused.', problem.detail ? [problem.detail] : []);
 }
 
 // ---------- reserve, confirm, cancel ----------
+
+function showZone(focus) {
+  $('zone').hidden = false;
+  $('zone-label').hidden = false;
+  $('zone').required = true;
+  if (focus) $('zone').focus();
+}
 
 function requestBody() {
   const items = [];
@@ -415,8 +454,10 @@ async function reserve(event) {
       body: attempt.body,
     });
     if (response.status === 201 || response.status === 200) {
+      const reservation = await response.json();
+      // Only now is the attempt answered: if reading the body failed, a retry reuses the key.
       state.attempt = null;
-      placed(await response.json(), sentAt);
+      placed(reservation, holdDeadline(reservation, response, sentAt));
     } else if (response.status === 429 || response.status >= 500) {
       const retry = response.headers.get('retry-after');
       say('error', `The service is busy. Press Reserve again${retry ? ` in ${retry} s` : ''}: it retries safely.`);
@@ -437,16 +478,32 @@ function summary(reservation) {
   return reservation.items.map((i) => `${i.quantity} × ${describe(i.resource, i.slot)}`).join(', ');
 }
 
-function placed(reservation, sentAt) {
+/**
+ * When the hold ends, on this page's clock. Counted from when the request left, so the page
+ * never shows more time than the server gives; a replay (the same attempt answered again) may
+ * be for a hold made earlier, so the server's Date bounds it too.
+ */
+function holdDeadline(reservation, response, sentAt) {
+  if (reservation.status !== 'held') return null;
+  const expiresAt = Date.parse(reservation.expires_at);
+  let deadline = sentAt + (expiresAt - Date.parse(reservation.created_at));
+  const serverNow = Date.parse(response.headers.get('date') || '');
+  if (response.status === 200 && Number.isFinite(serverNow)) {
+    // Date has whole seconds: count the answer as up to a second later than it says.
+    deadline = Math.min(deadline, Date.now() + (expiresAt - serverNow - 1000));
+  }
+  return deadline;
+}
+
+function placed(reservation, deadlineMs) {
   state.picked.clear();
   if (reservation.status !== 'held') {
-    say('confirmed', `Booked: ${summary(reservation)}. Reference ${reservation.id.slice(0, 8)}.`);
-    render();
+    // A replay can find the attempt's reservation in any state.
+    endHold(reservation);
     return;
   }
-  // Counted from when the request left, so the page never shows more time than the server gives.
-  const holdMs = Date.parse(reservation.expires_at) - Date.parse(reservation.created_at);
-  state.hold = { reservation, deadlineMs: sentAt + holdMs };
+  state.warned.clear();
+  state.hold = { reservation, deadlineMs };
   $('hold-summary').textContent = `Held for you: ${summary(reservation)}. Reference ${reservation.id.slice(0, 8)}.`;
   $('hold').hidden = false;
   $('confirm').disabled = false;
@@ -463,6 +520,12 @@ function tick() {
   const leftMs = Math.max(0, state.hold.deadlineMs - Date.now());
   const seconds = Math.ceil(leftMs / 1000);
   $('countdown').textContent = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}`;
+  for (const at of WARN_AT_SECONDS) {
+    if (seconds <= at && seconds > 0 && !state.warned.has(at)) {
+      state.warned.add(at);
+      setLive(`Your hold ends in ${seconds} seconds.`);
+    }
+  }
   if (leftMs === 0) {
     clearInterval(state.countdownTimer);
     checkExpired(state.hold.reservation, 0);
@@ -480,8 +543,13 @@ async function checkExpired(reservation, checks) {
   } catch {
     // Try again below.
   }
-  if (checks + 1 < EXPIRY_CHECKS_MAX && state.hold) {
+  if (!state.hold) return;
+  if (checks + 1 < EXPIRY_CHECKS_MAX) {
     setTimeout(() => checkExpired(reservation, checks + 1), EXPIRY_CHECK_MS);
+  } else {
+    // Past its end a hold is over on the server too (any read expires it); do not leave the
+    // page stuck at 0:00 because the answer did not come.
+    endHold({ ...reservation, status: 'expired' });
   }
 }
 
@@ -503,6 +571,9 @@ function endHold(reservation) {
       say('error', `The reservation is ${reservation.status}.`);
   }
   render();
+  // The buttons that had focus are hidden now: move it to the outcome.
+  $('message').tabIndex = -1;
+  $('message').focus();
 }
 
 async function settle(method, path) {

@@ -113,7 +113,7 @@ async fn two_browsers_race_for_the_last_unit_and_exactly_one_gets_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hold_expires_on_the_page_and_a_double_click_reserves_once() {
+async fn a_hold_expires_on_the_page_and_a_retried_attempt_reserves_once() {
     let redis = TestRedis::start();
     let coordinator = CoordinatorProcess::start(&redis).await;
     let edge = TestEdge::start(&[&coordinator.base], &[]).await;
@@ -136,7 +136,7 @@ async fn a_hold_expires_on_the_page_and_a_double_click_reserves_once() {
     .await;
 
     let types = event_types(&redis, site);
-    assert_eq!(count(&types, "reservation_placed"), 1, "a double click is one attempt: {types:?}");
+    assert_eq!(count(&types, "reservation_placed"), 1, "the retry is the same attempt: {types:?}");
     assert_eq!(count(&types, "reservation_expired"), 1, "{types:?}");
     assert_eq!(admin.used(site, resource, slot).await, 0);
 }
