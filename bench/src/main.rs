@@ -74,6 +74,8 @@ struct Bench {
     store: Store,
     http: reqwest::Client,
     coordinator: String,
+    /// A coordinator with coalescing off (`--reserve-batch-max 1`).
+    single: String,
     edge: String,
     bounds: Bounds,
     results: Vec<Measured>,
@@ -92,14 +94,24 @@ async fn main() -> anyhow::Result<()> {
     };
     eprintln!("starting redis-server, allot serve, the edge (workerd) and PostgreSQL on loopback ...");
     let redis = procs::Redis::start().await?;
-    let coordinator = procs::Coordinator::start(&cli.allot, &redis.url, ADMIN, SECRET).await?;
+    let coordinator = procs::Coordinator::start(&cli.allot, &redis.url, ADMIN, SECRET, &[]).await?;
+    // The same binary with coalescing off: one script call per reservation.
+    let single =
+        procs::Coordinator::start(&cli.allot, &redis.url, ADMIN, SECRET, &["--reserve-batch-max", "1"]).await?;
     let edge = procs::Edge::start(&cli.root, &[&coordinator.base], SECRET).await?;
     let pg = postgres::Postgres::start().await?;
     let store = Store::connect(&redis.url, Default::default())?;
     store.load_scripts().await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
-    let mut bench =
-        Bench { store, http, coordinator: coordinator.base.clone(), edge: edge.base.clone(), bounds, results: vec![] };
+    let mut bench = Bench {
+        store,
+        http,
+        coordinator: coordinator.base.clone(),
+        single: single.base.clone(),
+        edge: edge.base.clone(),
+        bounds,
+        results: vec![],
+    };
 
     bench.read().await?;
     bench.one_counter(&redis.url, &pg).await?;
@@ -111,18 +123,21 @@ async fn main() -> anyhow::Result<()> {
     let sweep = bench.sweep(Duration::from_secs(cli.sweep_seconds)).await?;
     bench.check_spread_sites().await?;
 
+    let series = |label: &'static str, prefix: &str| plot::Series {
+        label,
+        // "sweep coordinator 1234/s", not "sweep coordinator unbatched ...".
+        runs: sweep
+            .iter()
+            .filter(|m| m.name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit())))
+            .collect(),
+    };
     plot::sweep(
         &cli.plots,
         "Reservations, spread over 10,000 counters",
         &[
-            plot::Series {
-                label: "raw-script (no HTTP)",
-                runs: sweep.iter().filter(|m| m.name.contains("raw")).collect(),
-            },
-            plot::Series {
-                label: "coordinator over HTTP",
-                runs: sweep.iter().filter(|m| m.name.contains("coordinator")).collect(),
-            },
+            series("raw-script (no HTTP)", "sweep raw-script "),
+            series("coordinator over HTTP, coalescing", "sweep coordinator "),
+            series("coordinator over HTTP, one call each", "sweep coordinator unbatched "),
         ],
     )?;
     let propagated =
@@ -133,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("plots written to {}/sweep-*.svg", cli.plots.display());
     eprintln!("bench finished in {:.0} s", started.elapsed().as_secs_f64());
     drop(edge);
+    drop(single);
     drop(coordinator);
     drop(redis);
     Ok(())
@@ -257,7 +273,7 @@ impl Bench {
     /// One counter with room for every attempt: the same reservation through every path and
     /// every baseline.
     async fn one_counter(&mut self, redis_url: &str, pg: &postgres::Postgres) -> anyhow::Result<()> {
-        for name in ["bench-one-raw", "bench-one-direct", "bench-one-edge"] {
+        for name in ["bench-one-raw", "bench-one-direct", "bench-one-single", "bench-one-edge"] {
             self.put_capacity(name, &workload::one_counter_capacity(ROOMY_CAPACITY)).await?;
         }
         let (store, site_id) = (self.store.clone(), site("bench-one-raw"));
@@ -318,6 +334,7 @@ impl Bench {
 
         for (name, base, site_name, token) in [
             ("one-counter coordinator", self.coordinator.clone(), "bench-one-direct", Some(ADMIN)),
+            ("one-counter coordinator unbatched", self.single.clone(), "bench-one-single", Some(ADMIN)),
             ("one-counter edge", self.edge.clone(), "bench-one-edge", None),
         ] {
             let measured = self.http_reserve(name, &base, site_name, token, |_| workload::one_item_body()).await;
@@ -354,9 +371,15 @@ impl Bench {
 
     /// `spread` (uniform and Zipf) and `multi` (3 items): 10,000 counters per site.
     async fn spread(&mut self) -> anyhow::Result<()> {
-        for name in
-            ["bench-spread-raw", "bench-spread-direct", "bench-zipf-direct", "bench-multi-raw", "bench-multi-direct"]
-        {
+        for name in [
+            "bench-spread-raw",
+            "bench-spread-raw-coalesced",
+            "bench-spread-direct",
+            "bench-spread-single",
+            "bench-zipf-direct",
+            "bench-multi-raw",
+            "bench-multi-direct",
+        ] {
             self.put_capacity(name, &workload::spread_capacity()).await?;
         }
         for (name, site_name, spread) in [
@@ -372,13 +395,36 @@ impl Bench {
             let measured = self.push(measured).clone();
             self.audit(site_name, &measured, None).await?;
         }
-        let coordinator = self.coordinator.clone();
-        for (name, site_name, spread) in [
-            ("spread coordinator", "bench-spread-direct", Spread::new(Pick::Uniform, 1, 1)),
-            ("spread-zipf coordinator", "bench-zipf-direct", Spread::new(Pick::Zipf, 1, 2)),
-            ("multi coordinator", "bench-multi-direct", Spread::new(Pick::Uniform, MULTI_ITEMS, 3)),
+        // The coordinator's coalescing path without HTTP: concurrent reservations of the site
+        // share script calls. Against raw-script (one call per reservation), this is the gain
+        // coalescing brings to the store itself.
+        {
+            let site_name = "bench-spread-raw-coalesced";
+            let coalescer = allot_core::coalesce::Coalescer::start(self.store.clone(), 64);
+            let (site_id, spread) = (site(site_name), Arc::new(Spread::new(Pick::Uniform, 1, 1)));
+            let measured = closed_loop("spread raw-coalesced", self.bounds, move |sequence| {
+                let (coalescer, site_id, request) = (coalescer.clone(), site_id.clone(), spread.request(sequence));
+                async move {
+                    let id = ReservationId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
+                    match coalescer.reserve(&site_id, request, None, id).await {
+                        Ok(ReserveOutcome::Placed(_)) => Ended::Ok,
+                        Ok(_) => Ended::Refused,
+                        Err(_) => Ended::Error,
+                    }
+                }
+            })
+            .await;
+            let measured = self.push(measured).clone();
+            self.audit(site_name, &measured, None).await?;
+        }
+        let (coordinator, single) = (self.coordinator.clone(), self.single.clone());
+        for (name, base, site_name, spread) in [
+            ("spread coordinator", &coordinator, "bench-spread-direct", Spread::new(Pick::Uniform, 1, 1)),
+            ("spread coordinator unbatched", &single, "bench-spread-single", Spread::new(Pick::Uniform, 1, 1)),
+            ("spread-zipf coordinator", &coordinator, "bench-zipf-direct", Spread::new(Pick::Zipf, 1, 2)),
+            ("multi coordinator", &coordinator, "bench-multi-direct", Spread::new(Pick::Uniform, MULTI_ITEMS, 3)),
         ] {
-            let measured = self.http_reserve(name, &coordinator, site_name, Some(ADMIN), move |s| spread.body(s)).await;
+            let measured = self.http_reserve(name, base, site_name, Some(ADMIN), move |s| spread.body(s)).await;
             self.audit(site_name, &measured, None).await?;
         }
         eprintln!("correctness (spread, multi): used equals live reservations on all 10,000 counters");
@@ -481,42 +527,50 @@ impl Bench {
         Ok(())
     }
 
-    /// Open loop at fractions of the closed-loop rate of the spread scenario: raw script and
-    /// coordinator, each on its own fresh site.
+    /// Open loop at the same offered loads for every path: fractions of the raw script's
+    /// closed-loop rate in the spread scenario. Raw script, coordinator (coalescing) and
+    /// coordinator unbatched, each on its own fresh site. Then the coordinator at half of its own
+    /// saturating (closed-loop) rate, the latency goal.
     async fn sweep(&mut self, step: Duration) -> anyhow::Result<Vec<Measured>> {
         let mut runs = Vec::new();
         let bounds = Bounds { duration: step, ..self.bounds };
-        for (label, site_name, saturated) in [
-            ("raw-script", "bench-sweep-raw", self.rate("spread raw-script")),
-            ("coordinator", "bench-sweep-direct", self.rate("spread coordinator")),
+        let ceiling = self.rate("spread raw-script");
+        let half = vec![0.5 * self.rate("spread coordinator") / ceiling.max(1.0)];
+        for (label, site_name, base, fractions) in [
+            ("raw-script", "bench-sweep-raw", None, SWEEP_FRACTIONS.to_vec()),
+            ("coordinator", "bench-sweep-direct", Some(self.coordinator.clone()), SWEEP_FRACTIONS.to_vec()),
+            ("coordinator unbatched", "bench-sweep-single", Some(self.single.clone()), SWEEP_FRACTIONS.to_vec()),
+            ("coordinator half-saturation", "bench-sweep-half", Some(self.coordinator.clone()), half),
         ] {
             self.put_capacity(site_name, &workload::spread_capacity()).await?;
             let spread = Arc::new(Spread::new(Pick::Uniform, 1, 5));
             let mut acknowledged = Measured { ok: 0, errors: 0, ..self.results[0].clone() };
-            for fraction in SWEEP_FRACTIONS {
-                let rate = (saturated * fraction).max(1.0);
-                let name = format!("sweep {label} {:.0}%", fraction * 100.0);
-                let measured = if label == "raw-script" {
-                    let (store, site_id, spread) = (self.store.clone(), site(site_name), Arc::clone(&spread));
-                    open_loop(&name, rate, bounds, move |sequence| {
-                        let (store, site_id, request) = (store.clone(), site_id.clone(), spread.request(sequence));
-                        async move { raw_reserve(&store, &site_id, &request).await }
-                    })
-                    .await
-                } else {
-                    let (http, url) =
-                        (self.http.clone(), format!("{}/v1/sites/{site_name}/reservations", self.coordinator));
-                    let spread = Arc::clone(&spread);
-                    let salt = (fraction * 1000.0) as u64;
-                    open_loop(&name, rate, bounds, move |sequence| {
-                        let request = http
-                            .post(&url)
-                            .bearer_auth(ADMIN)
-                            .header("idempotency-key", format!("sweep-{salt}-{sequence}"))
-                            .json(&spread.body(sequence ^ (salt << 40)));
-                        async move { ended(request.send().await) }
-                    })
-                    .await
+            for fraction in fractions {
+                let rate = (ceiling * fraction).max(1.0);
+                let name = format!("sweep {label} {rate:.0}/s");
+                let measured = match &base {
+                    None => {
+                        let (store, site_id, spread) = (self.store.clone(), site(site_name), Arc::clone(&spread));
+                        open_loop(&name, rate, bounds, move |sequence| {
+                            let (store, site_id, request) = (store.clone(), site_id.clone(), spread.request(sequence));
+                            async move { raw_reserve(&store, &site_id, &request).await }
+                        })
+                        .await
+                    }
+                    Some(base) => {
+                        let (http, url) = (self.http.clone(), format!("{base}/v1/sites/{site_name}/reservations"));
+                        let spread = Arc::clone(&spread);
+                        let salt = (fraction * 1000.0) as u64;
+                        open_loop(&name, rate, bounds, move |sequence| {
+                            let request = http
+                                .post(&url)
+                                .bearer_auth(ADMIN)
+                                .header("idempotency-key", format!("sweep-{salt}-{sequence}"))
+                                .json(&spread.body(sequence ^ (salt << 40)));
+                            async move { ended(request.send().await) }
+                        })
+                        .await
+                    }
                 };
                 acknowledged.ok += measured.ok;
                 acknowledged.errors += measured.errors;
@@ -567,7 +621,9 @@ impl Bench {
 
     /// The spread sites once more at the end: nothing changed behind the run's back.
     async fn check_spread_sites(&self) -> anyhow::Result<()> {
-        for name in ["bench-spread-direct", "bench-zipf-direct", "bench-multi-direct", "bench-holds"] {
+        for name in
+            ["bench-spread-direct", "bench-spread-single", "bench-zipf-direct", "bench-multi-direct", "bench-holds"]
+        {
             let audit = self.store.audit(&site(name)).await.with_context(|| name.to_owned())?;
             if !audit.mismatches.is_empty() {
                 bail!("{name}: {:?}", audit.mismatches);
@@ -627,7 +683,18 @@ fn report(
         ("read edge/coordinator", rate("read edge") / rate("read coordinator")),
         ("read edge/edge healthz", rate("read edge") / rate("edge healthz (runtime)")),
         ("http/raw-script (one counter)", rate("one-counter coordinator") / rate("one-counter raw-script")),
+        (
+            "http unbatched/raw-script (one counter)",
+            rate("one-counter coordinator unbatched") / rate("one-counter raw-script"),
+        ),
         ("http/raw-script (spread)", rate("spread coordinator") / rate("spread raw-script")),
+        ("http unbatched/raw-script (spread)", rate("spread coordinator unbatched") / rate("spread raw-script")),
+        ("raw-coalesced/raw-script (spread)", rate("spread raw-coalesced") / rate("spread raw-script")),
+        ("http coalesced/unbatched (spread)", rate("spread coordinator") / rate("spread coordinator unbatched")),
+        (
+            "coalesced/unbatched (one counter)",
+            rate("one-counter coordinator") / rate("one-counter coordinator unbatched"),
+        ),
         ("http/raw-script (multi)", rate("multi coordinator") / rate("multi raw-script")),
         ("watch-multi/raw-script", rate("one-counter watch-multi") / rate("one-counter raw-script")),
         (
@@ -652,7 +719,7 @@ fn report(
     for (name, ratio) in &ratios {
         println!("{name} {ratio:.2}");
     }
-    if let Some(half) = sweep.iter().find(|m| m.name == "sweep coordinator 50%") {
+    if let Some(half) = sweep.iter().find(|m| m.name.starts_with("sweep coordinator half-saturation")) {
         println!(
             "coordinator p99 at half its saturating rate ({:.0}/s): {:.2} ms",
             half.offered_per_second.unwrap_or(0.0),

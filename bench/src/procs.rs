@@ -108,11 +108,18 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Starts the binary and waits for /readyz.
-    pub async fn start(binary: &Path, redis_url: &str, admin_token: &str, edge_secret: &str) -> anyhow::Result<Self> {
+    /// Starts the binary with `extra` flags and waits for /readyz.
+    pub async fn start(
+        binary: &Path,
+        redis_url: &str,
+        admin_token: &str,
+        edge_secret: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let child = Command::new(binary)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--redis-url", redis_url])
+            .args(extra)
             .env("ALLOT_ADMIN_TOKEN", admin_token)
             .env("ALLOT_EDGE_SECRET", edge_secret)
             .env("RUST_LOG", "warn")

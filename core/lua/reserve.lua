@@ -2,30 +2,11 @@
 -- ARGV[5] id, [6] idempotency key ('' none), [7] request fingerprint, [8] hold seconds (0 none),
 -- [9] zone ('' none), [10] document prefix (JSON object without status and timestamps),
 -- [11] idempotency TTL seconds, [12] expiry batch bound, [13..] pairs of 'resource#slot', quantity.
-local id, idem, fingerprint = ARGV[5], ARGV[6], ARGV[7]
-local hold_seconds, zone, doc = tonumber(ARGV[8]), ARGV[9], ARGV[10]
 local now = now_ms()
 local expired = 0
 local earliest = redis.call('ZRANGE', K_HOLDS, 0, 0, 'WITHSCORES')
 if earliest[2] and tonumber(earliest[2]) <= now then
   expired = expire_due(now, tonumber(ARGV[12]))
-end
-
-local idem_key = P .. 'idem:' .. idem
-if idem ~= '' then
-  local record = redis.call('GET', idem_key)
-  if record then
-    local space = string.find(record, ' ', 1, true)
-    if string.sub(record, 1, space - 1) ~= fingerprint then
-      return { 'reused', expired }
-    end
-    local previous = string.sub(record, space + 1)
-    if redis.call('EXISTS', reservation_key(previous)) == 1 then
-      expired = expired + expire_if_due(previous, now)
-      local fields = redis.call('HMGET', reservation_key(previous), 'status', 'doc')
-      return { 'replay', expired, fields[1], fields[2] }
-    end
-  end
 end
 
 local fields, quantities = {}, {}
@@ -34,59 +15,6 @@ for i = 13, #ARGV, 2 do
   quantities[#quantities + 1] = tonumber(ARGV[i + 1])
 end
 
-local refused = {}
-for i, field in ipairs(fields) do
-  local zones = redis.call('HGET', K_ZONES, field)
-  if zones and (zone == '' or not string.find(zones, ',' .. zone .. ',', 1, true)) then
-    local resource, slot = split_counter(field)
-    refused[#refused + 1] = string.format('{"resource":"%s","slot":"%s"}', resource, slot)
-  end
-end
-if #refused > 0 then
-  return { 'zone', expired, '[' .. table.concat(refused, ',') .. ']' }
-end
-
-local capacities, useds, shortages = {}, {}, {}
-for i, field in ipairs(fields) do
-  local capacity = tonumber(redis.call('HGET', K_CAPACITY, field) or '0')
-  local used = tonumber(redis.call('HGET', K_USED, field) or '0')
-  capacities[i], useds[i] = capacity, used
-  if used + quantities[i] > capacity then
-    local resource, slot = split_counter(field)
-    local remaining = capacity - used
-    if remaining < 0 then remaining = 0 end
-    shortages[#shortages + 1] = string.format('{"resource":"%s","slot":"%s","requested":%d,"remaining":%d}',
-      resource, slot, quantities[i], remaining)
-  end
-end
-if #shortages > 0 then
-  return { 'short', expired, '[' .. table.concat(shortages, ',') .. ']' }
-end
-
-local changes, counters, items = {}, {}, {}
-for i, field in ipairs(fields) do
-  local after = redis.call('HINCRBY', K_USED, field, quantities[i])
-  changes[i] = { field, level(capacities[i], useds[i]), capacities[i], after }
-  counters[i] = counter_json(field, capacities[i], after)
-  items[i] = field .. ' ' .. string.format('%d', quantities[i])
-end
-
-local status = 'confirmed'
-local stamped = '{"created_at":"' .. iso8601(now) .. '",'
-local key = reservation_key(id)
-if hold_seconds > 0 then
-  status = 'held'
-  local expires_ms = now + hold_seconds * 1000
-  stamped = stamped .. '"expires_at":"' .. iso8601(expires_ms) .. '",'
-  redis.call('HSET', key, 'expires_ms', string.format('%d', expires_ms))
-  redis.call('ZADD', K_HOLDS, string.format('%d', expires_ms), id)
-end
-stamped = stamped .. string.sub(doc, 2)
-redis.call('HSET', key, 'status', status, 'doc', stamped, 'items', table.concat(items, ' '))
-redis.call('SADD', K_LIVE, id)
-if idem ~= '' then
-  redis.call('SET', idem_key, fingerprint .. ' ' .. id, 'EX', ARGV[11])
-end
-emit('reservation_placed', '{"reservation":' .. with_status(stamped, status) .. ',"counters":[' .. table.concat(counters, ',') .. ']}')
-emit_transitions(changes)
-return { 'placed', expired, status, stamped }
+local result = reserve_one(ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9], ARGV[10], ARGV[11],
+  fields, quantities, now)
+return { result[1], expired + result[4], result[2], result[3] }

@@ -106,6 +106,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(90_000..=31_536_000))]
     pub finished_retention_seconds: u64,
 
+    /// Concurrent reservations of one site placed in one script call, at most (1 turns
+    /// coalescing off: one call per reservation). Batches form only under load.
+    #[arg(long, env = "ALLOT_RESERVE_BATCH_MAX", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub reserve_batch_max: u16,
+
     /// Log format (the level comes from RUST_LOG, default info).
     #[arg(long, env = "ALLOT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

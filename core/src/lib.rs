@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod cli;
+pub mod coalesce;
 pub mod embedded;
 pub mod events;
 pub mod http;
@@ -55,7 +56,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "allot coordinator listening");
     let events = events::EventHub::new(&redis_url, shutdown.clone())?;
-    let state = AppState { store, auth, metrics: metrics::handle(), events, activity: Default::default() };
+    let reservations = coalesce::Coalescer::start(store.clone(), usize::from(args.reserve_batch_max));
+    let state =
+        AppState { store, auth, metrics: metrics::handle(), events, activity: Default::default(), reservations };
     tokio::spawn(async move {
         shutdown::os_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");

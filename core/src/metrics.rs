@@ -9,6 +9,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 const LATENCY_BUCKETS_SECONDS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Histogram buckets for reservations per script call (1 to the batch bound of 64).
+const BATCH_SIZE_BUCKETS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The global recorder's handle, installing the recorder on first use.
@@ -17,7 +20,9 @@ pub fn handle() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &LATENCY_BUCKETS_SECONDS)
-                .expect("latency buckets are a fixed non-empty list");
+                .expect("latency buckets are a fixed non-empty list")
+                .set_buckets_for_metric(Matcher::Full("allot_reserve_batch_size".to_owned()), &BATCH_SIZE_BUCKETS)
+                .expect("batch buckets are a fixed non-empty list");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
@@ -46,4 +51,8 @@ fn describe() {
     );
     metrics::describe_counter!("allot_holds_expired_total", "Holds expired, by who ended them (sweeper, request).");
     metrics::describe_counter!("allot_redis_restarts_total", "Times the embedded redis-server was restarted.");
+    metrics::describe_histogram!(
+        "allot_reserve_batch_size",
+        "Reservations placed per script call by the coalescing reserve path (1 when quiet)."
+    );
 }

@@ -119,6 +119,12 @@ impl Drop for TestRedis {
     }
 }
 
+/// The in-process coordinators' largest reservation batch: `ALLOT_TEST_RESERVE_BATCH_MAX`, or
+/// the binary's default, so the whole suite can be run against either reserve path.
+fn settings_batch_max() -> usize {
+    std::env::var("ALLOT_TEST_RESERVE_BATCH_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+}
+
 /// The coordinator router served in-process on a loopback port.
 pub struct TestCoordinator {
     /// `http://127.0.0.1:port`.
@@ -149,6 +155,7 @@ impl TestCoordinator {
             metrics: allot_core::metrics::handle(),
             events,
             activity: Default::default(),
+            reservations: allot_core::coalesce::Coalescer::start(store.clone(), settings_batch_max()),
         };
         let server = tokio::spawn(allot_core::server::run(listener, state, shutdown));
         Self { base: format!("http://{address}"), store, trigger, server: Some(server) }

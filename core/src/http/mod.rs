@@ -47,6 +47,8 @@ pub struct AppState {
     pub events: crate::events::EventHub,
     /// Placed and refused attempts per site and second, for the dashboard.
     pub activity: crate::activity::Activity,
+    /// The reserve path: coalesces concurrent reservations of a site into one script call.
+    pub reservations: crate::coalesce::Coalescer,
 }
 
 /// The coordinator's router, ready to serve or to drive with `tower::ServiceExt::oneshot`.
@@ -224,7 +226,7 @@ async fn reserve(
     };
     let request = ReservationRequest::parse(&body)?;
     let id = ReservationId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
-    let outcome = state.store.reserve(&site, &request, idempotency_key.as_ref(), &id).await?;
+    let outcome = state.reservations.reserve(&site, request.clone(), idempotency_key, id).await?;
     let label = match &outcome {
         ReserveOutcome::Placed(_) => "placed",
         ReserveOutcome::Replayed(_) => "replayed",

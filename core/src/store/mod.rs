@@ -371,14 +371,6 @@ impl Store {
         idempotency_key: Option<&IdempotencyKey>,
         id: &ReservationId,
     ) -> Result<ReserveOutcome, StoreError> {
-        let doc = serde_json::to_string(&DocPrefix {
-            id,
-            site,
-            items: &request.items,
-            zone: &request.zone,
-            customer: &request.customer,
-        })
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut invocation = self.invocation(&self.scripts.reserve, site);
         invocation
             .arg(id.as_str())
@@ -386,33 +378,51 @@ impl Store {
             .arg(request.fingerprint())
             .arg(request.hold_seconds.unwrap_or(0))
             .arg(request.zone.as_ref().map_or("", |z| z.as_str()))
-            .arg(doc)
+            .arg(reservation_doc(site, request, id)?)
             .arg(allot_shared::limits::IDEMPOTENCY_TTL_SECONDS)
             .arg(EXPIRE_BATCH_MAX);
         for item in &request.items {
             invocation.arg(counter_field(&item.resource, &item.slot)).arg(item.quantity);
         }
         let reply = self.run(&invocation).await?;
-        let outcome = match reply.tag()? {
-            "placed" => ReserveOutcome::Placed(reservation_from(&reply.string(2)?, &reply.string(3)?)?),
-            "replay" => ReserveOutcome::Replayed(reservation_from(&reply.string(2)?, &reply.string(3)?)?),
-            "reused" => ReserveOutcome::KeyReused,
-            "zone" => {
-                #[derive(Deserialize)]
-                struct Refused {
-                    resource: ResourceId,
-                    slot: Slot,
-                }
-                let refused: Vec<Refused> = serde_json::from_str(&reply.string(2)?)
-                    .map_err(|e| StoreError::Corrupt(format!("zone refusal: {e}")))?;
-                ReserveOutcome::ZoneNotAllowed(refused.into_iter().map(|r| (r.resource, r.slot)).collect())
+        reserve_outcome(reply.tag()?, || reply.string(2), || reply.string(3))
+    }
+
+    /// Places several reservations of one site in one script call, each all or nothing on its
+    /// own and in the given order, exactly as the same calls of [`Store::reserve`] one after
+    /// the other would. At most [`RESERVE_BATCH_MAX`] at once.
+    pub async fn reserve_batch(
+        &self,
+        site: &SiteId,
+        batch: &[BatchedReservation],
+    ) -> Result<Vec<ReserveOutcome>, StoreError> {
+        assert!(batch.len() <= RESERVE_BATCH_MAX, "the caller bounds the batch");
+        let mut invocation = self.invocation(&self.scripts.reserve_batch, site);
+        invocation.arg(EXPIRE_BATCH_MAX).arg(allot_shared::limits::IDEMPOTENCY_TTL_SECONDS).arg(batch.len());
+        for entry in batch {
+            let request = &entry.request;
+            invocation
+                .arg(entry.id.as_str())
+                .arg(entry.idempotency_key.as_ref().map_or("", |k| k.as_str()))
+                .arg(request.fingerprint())
+                .arg(request.hold_seconds.unwrap_or(0))
+                .arg(request.zone.as_ref().map_or("", |z| z.as_str()))
+                .arg(reservation_doc(site, request, &entry.id)?)
+                .arg(request.items.len());
+            for item in &request.items {
+                invocation.arg(counter_field(&item.resource, &item.slot)).arg(item.quantity);
             }
-            "short" => ReserveOutcome::Insufficient(
-                serde_json::from_str(&reply.string(2)?).map_err(|e| StoreError::Corrupt(format!("shortages: {e}")))?,
-            ),
-            other => return Err(StoreError::Corrupt(format!("reserve tag {other}"))),
-        };
-        Ok(outcome)
+        }
+        let reply = self.run(&invocation).await?;
+        if reply.tag()? != "batch" || reply.len() != 2 + 3 * batch.len() {
+            return Err(StoreError::Corrupt(format!("batch reply of {} values for {}", reply.len(), batch.len())));
+        }
+        (0..batch.len())
+            .map(|n| {
+                let at = 2 + 3 * n;
+                reserve_outcome(&reply.string(at)?, || reply.string(at + 1), || reply.string(at + 2))
+            })
+            .collect()
     }
 
     /// Confirms a held reservation.
@@ -526,4 +536,58 @@ pub enum CapacityOutcome {
         /// Counters the request would add.
         new: u64,
     },
+}
+
+/// Reservations one script call may place: bounds the script's run time (Redis serves nothing
+/// else meanwhile) and its argument count (64 × (7 + 2 × 32) values at most).
+pub const RESERVE_BATCH_MAX: usize = 64;
+
+/// One reservation of a batch.
+#[derive(Debug, Clone)]
+pub struct BatchedReservation {
+    /// The checked request.
+    pub request: ReservationRequest,
+    /// Its idempotency key, if any.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// The id it gets if placed.
+    pub id: ReservationId,
+}
+
+/// The stored document of a reservation without status and timestamps (the script adds them).
+fn reservation_doc(site: &SiteId, request: &ReservationRequest, id: &ReservationId) -> Result<String, StoreError> {
+    serde_json::to_string(&DocPrefix {
+        id,
+        site,
+        items: &request.items,
+        zone: &request.zone,
+        customer: &request.customer,
+    })
+    .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A reserve script's answer for one reservation: its tag and up to two values.
+fn reserve_outcome(
+    tag: &str,
+    first: impl Fn() -> Result<String, StoreError>,
+    second: impl Fn() -> Result<String, StoreError>,
+) -> Result<ReserveOutcome, StoreError> {
+    Ok(match tag {
+        "placed" => ReserveOutcome::Placed(reservation_from(&first()?, &second()?)?),
+        "replay" => ReserveOutcome::Replayed(reservation_from(&first()?, &second()?)?),
+        "reused" => ReserveOutcome::KeyReused,
+        "zone" => {
+            #[derive(Deserialize)]
+            struct Refused {
+                resource: ResourceId,
+                slot: Slot,
+            }
+            let refused: Vec<Refused> =
+                serde_json::from_str(&first()?).map_err(|e| StoreError::Corrupt(format!("zone refusal: {e}")))?;
+            ReserveOutcome::ZoneNotAllowed(refused.into_iter().map(|r| (r.resource, r.slot)).collect())
+        }
+        "short" => ReserveOutcome::Insufficient(
+            serde_json::from_str(&first()?).map_err(|e| StoreError::Corrupt(format!("shortages: {e}")))?,
+        ),
+        other => return Err(StoreError::Corrupt(format!("reserve tag {other}"))),
+    })
 }

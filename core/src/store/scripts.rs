@@ -8,6 +8,16 @@ macro_rules! script {
     ($file:literal) => {
         concat!(include_str!("../../lua/prelude.lua"), "\n", include_str!(concat!("../../lua/", $file)))
     };
+    // With a shared body (reserve_one.lua) between the prelude and the operation.
+    ($body:literal, $file:literal) => {
+        concat!(
+            include_str!("../../lua/prelude.lua"),
+            "\n",
+            include_str!(concat!("../../lua/", $body)),
+            "\n",
+            include_str!(concat!("../../lua/", $file))
+        )
+    };
 }
 
 /// Every script of the coordinator, compiled once.
@@ -17,6 +27,8 @@ pub struct Scripts {
     pub set_capacity: Script,
     /// Places a reservation, all items or none.
     pub reserve: Script,
+    /// Places several reservations of one site, each all or none on its own.
+    pub reserve_batch: Script,
     /// Confirms a held reservation.
     pub confirm: Script,
     /// Cancels a reservation.
@@ -36,7 +48,8 @@ impl Scripts {
     pub fn new() -> Self {
         Self {
             set_capacity: Script::new(script!("set_capacity.lua")),
-            reserve: Script::new(script!("reserve.lua")),
+            reserve: Script::new(script!("reserve_one.lua", "reserve.lua")),
+            reserve_batch: Script::new(script!("reserve_one.lua", "reserve_batch.lua")),
             confirm: Script::new(script!("confirm.lua")),
             cancel: Script::new(script!("cancel.lua")),
             read_reservation: Script::new(script!("read_reservation.lua")),
@@ -47,10 +60,11 @@ impl Scripts {
     }
 
     /// Every script, for loading and readiness checks.
-    pub fn all(&self) -> [&Script; 8] {
+    pub fn all(&self) -> [&Script; 9] {
         [
             &self.set_capacity,
             &self.reserve,
+            &self.reserve_batch,
             &self.confirm,
             &self.cancel,
             &self.read_reservation,

@@ -1,0 +1,35 @@
+-- Several reservations of one site in one call, each all-or-nothing on its own and in order,
+-- exactly as if each were its own reserve.lua call (a later one sees what an earlier one
+-- placed, so two attempts with one key make one reservation).
+-- ARGV[5] expiry batch bound, [6] idempotency TTL seconds, [7] count; then per reservation:
+-- id, idempotency key ('' none), fingerprint, hold seconds (0 none), zone ('' none),
+-- document prefix, item count, and that many pairs of 'resource#slot', quantity.
+-- Returns { 'batch', expired, tag1, a1, b1, tag2, a2, b2, ... }.
+local now = now_ms()
+local expired = 0
+local earliest = redis.call('ZRANGE', K_HOLDS, 0, 0, 'WITHSCORES')
+if earliest[2] and tonumber(earliest[2]) <= now then
+  expired = expire_due(now, tonumber(ARGV[5]))
+end
+
+local out = { 'batch', expired }
+local at = 8
+for _ = 1, tonumber(ARGV[7]) do
+  local id, idem, fingerprint = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local hold_seconds, zone, doc = tonumber(ARGV[at + 3]), ARGV[at + 4], ARGV[at + 5]
+  local count = tonumber(ARGV[at + 6])
+  at = at + 7
+  local fields, quantities = {}, {}
+  for _ = 1, count do
+    fields[#fields + 1] = ARGV[at]
+    quantities[#quantities + 1] = tonumber(ARGV[at + 1])
+    at = at + 2
+  end
+  local result = reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, ARGV[6], fields, quantities, now)
+  out[#out + 1] = result[1]
+  out[#out + 1] = result[2]
+  out[#out + 1] = result[3]
+  expired = expired + result[4]
+end
+out[2] = expired
+return out
