@@ -115,9 +115,9 @@ async fn main() -> anyhow::Result<()> {
 
     bench.read().await?;
     bench.one_counter(&redis.url, &pg).await?;
-    drop(pg);
     bench.hot().await?;
-    bench.spread().await?;
+    bench.spread(&pg).await?;
+    drop(pg);
     bench.holds().await?;
     bench.mixed().await?;
     let sweep = bench.sweep(Duration::from_secs(cli.sweep_seconds)).await?;
@@ -307,29 +307,7 @@ impl Bench {
             ("one-counter postgres for-update sync", postgres::Variant::ForUpdate, true),
             ("one-counter postgres for-update async", postgres::Variant::ForUpdate, false),
         ] {
-            let baseline =
-                postgres::Baseline::new(pg, variant, synchronous, self.bounds.concurrency, ROOMY_CAPACITY).await?;
-            let measured = {
-                let baseline = baseline.clone();
-                closed_loop(name, self.bounds, move |_| {
-                    let baseline = baseline.clone();
-                    async move { baseline.reserve().await }
-                })
-                .await
-            };
-            let (capacity, used, reservations, quantities, events) = baseline.totals().await?;
-            if used != measured.ok
-                || reservations != measured.ok
-                || quantities != used
-                || events != used
-                || used > capacity
-            {
-                bail!(
-                    "{name}: used {used}, reservations {reservations} ({quantities} units), events {events}, acknowledged {} (capacity {capacity})",
-                    measured.ok
-                );
-            }
-            self.push(measured);
+            self.postgres(pg, name, variant, synchronous, 1, ROOMY_CAPACITY, None).await?;
         }
 
         for (name, base, site_name, token) in [
@@ -344,8 +322,58 @@ impl Bench {
         Ok(())
     }
 
+    /// One PostgreSQL baseline run on `counters` counters, checked afterwards: no counter over
+    /// capacity, each counter's used equal to its reservations, one event per reservation,
+    /// reservations = acknowledged. `spread` picks each request's counter (else counter 1).
+    #[allow(clippy::too_many_arguments)]
+    async fn postgres(
+        &mut self,
+        pg: &postgres::Postgres,
+        name: &str,
+        variant: postgres::Variant,
+        synchronous: bool,
+        counters: usize,
+        capacity: u64,
+        spread: Option<Spread>,
+    ) -> anyhow::Result<()> {
+        let baseline =
+            postgres::Baseline::new(pg, variant, synchronous, self.bounds.concurrency, counters, capacity).await?;
+        let measured = {
+            let (baseline, spread) = (baseline.clone(), spread.map(Arc::new));
+            closed_loop(name, self.bounds, move |sequence| {
+                let counter = spread.as_ref().map_or(1, |s| s.counter(sequence) as i64 + 1);
+                let baseline = baseline.clone();
+                async move { baseline.reserve(counter).await }
+            })
+            .await
+        };
+        let (over, mismatched, used, reservations, events) = baseline.totals().await?;
+        if over > 0 || mismatched > 0 || used != measured.ok || reservations != measured.ok || events != measured.ok {
+            bail!(
+                "{name}: {over} counters over capacity, {mismatched} with used != reservations, used {used}, \
+                 reservations {reservations}, events {events}, acknowledged {}",
+                measured.ok
+            );
+        }
+        self.push(measured);
+        Ok(())
+    }
+
     /// `hot`: a flash crowd on one small counter, far above its capacity.
     async fn hot(&mut self) -> anyhow::Result<()> {
+        {
+            let site_name = "bench-hot-raw";
+            self.put_capacity(site_name, &workload::one_counter_capacity(HOT_CAPACITY)).await?;
+            let (store, site_id) = (self.store.clone(), site(site_name));
+            let request = Arc::new(parsed(&workload::one_item_body()));
+            let measured = closed_loop("hot raw-script", self.bounds, move |_| {
+                let (store, site_id, request) = (store.clone(), site_id.clone(), Arc::clone(&request));
+                async move { raw_reserve(&store, &site_id, &request).await }
+            })
+            .await;
+            let measured = self.push(measured).clone();
+            self.audit(site_name, &measured, Some(HOT_CAPACITY)).await?;
+        }
         for (name, base, site_name, token, capacity) in [
             ("hot coordinator", self.coordinator.clone(), "bench-hot-direct", Some(ADMIN), HOT_CAPACITY),
             ("hot edge", self.edge.clone(), "bench-hot-edge", None, HOT_EDGE_CAPACITY),
@@ -370,7 +398,7 @@ impl Bench {
     }
 
     /// `spread` (uniform and Zipf) and `multi` (3 items): 10,000 counters per site.
-    async fn spread(&mut self) -> anyhow::Result<()> {
+    async fn spread(&mut self, pg: &postgres::Postgres) -> anyhow::Result<()> {
         for name in [
             "bench-spread-raw",
             "bench-spread-raw-coalesced",
@@ -426,6 +454,14 @@ impl Bench {
         ] {
             let measured = self.http_reserve(name, base, site_name, Some(ADMIN), move |s| spread.body(s)).await;
             self.audit(site_name, &measured, None).await?;
+        }
+        for (name, synchronous) in
+            [("spread postgres update-returning sync", true), ("spread postgres update-returning async", false)]
+        {
+            let spread = Some(Spread::new(Pick::Uniform, 1, 1));
+            let variant = postgres::Variant::UpdateReturning;
+            self.postgres(pg, name, variant, synchronous, workload::SPREAD_COUNTERS, workload::SPREAD_CAPACITY, spread)
+                .await?;
         }
         eprintln!("correctness (spread, multi): used equals live reservations on all 10,000 counters");
         Ok(())
@@ -688,6 +724,15 @@ fn report(
             rate("one-counter coordinator unbatched") / rate("one-counter raw-script"),
         ),
         ("http/raw-script (spread)", rate("spread coordinator") / rate("spread raw-script")),
+        (
+            "postgres update-returning sync/raw-script (spread)",
+            rate("spread postgres update-returning sync") / rate("spread raw-script"),
+        ),
+        (
+            "postgres update-returning async/raw-script (spread)",
+            rate("spread postgres update-returning async") / rate("spread raw-script"),
+        ),
+        ("http/raw-script (hot)", rate("hot coordinator") / rate("hot raw-script")),
         ("http unbatched/raw-script (spread)", rate("spread coordinator unbatched") / rate("spread raw-script")),
         ("raw-coalesced/raw-script (spread)", rate("spread raw-coalesced") / rate("spread raw-script")),
         ("http coalesced/unbatched (spread)", rate("spread coordinator") / rate("spread coordinator unbatched")),

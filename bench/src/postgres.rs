@@ -178,7 +178,7 @@ struct Session {
     insert_event: Statement,
 }
 
-/// A pool of sessions on one counter (id 1).
+/// A pool of sessions on counters 1..=n.
 #[derive(Clone)]
 pub struct Baseline {
     pool: Arc<Mutex<Vec<Session>>>,
@@ -187,17 +187,24 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// Recreates the schema with one counter of `capacity`, and opens `connections` sessions.
+    /// Recreates the schema with `counters` counters (ids 1..=counters) of `capacity` each, and
+    /// opens `connections` sessions.
     pub async fn new(
         server: &Postgres,
         variant: Variant,
         synchronous_commit: bool,
         connections: usize,
+        counters: usize,
         capacity: u64,
     ) -> anyhow::Result<Self> {
         let probe = server.connect().await?;
         probe.batch_execute(SCHEMA).await.context("creating the schema")?;
-        probe.execute("INSERT INTO counters (id, capacity, used) VALUES (1, $1, 0)", &[&(capacity as i64)]).await?;
+        probe
+            .execute(
+                "INSERT INTO counters (id, capacity, used) SELECT g, $2, 0 FROM generate_series(1, $1::bigint) g",
+                &[&(counters as i64), &(capacity as i64)],
+            )
+            .await?;
         let mut pool = Vec::with_capacity(connections);
         for _ in 0..connections {
             let client = server.connect().await?;
@@ -223,25 +230,28 @@ impl Baseline {
         Ok(Self { pool: Arc::new(Mutex::new(pool)), variant, probe: Arc::new(probe) })
     }
 
-    /// One reservation of quantity 1.
-    pub async fn reserve(&self) -> Ended {
+    /// One reservation of quantity 1 of counter `counter` (1-based).
+    pub async fn reserve(&self, counter: i64) -> Ended {
         let Some(mut session) = self.pool.lock().await.pop() else { return Ended::Error };
         let ended = match self.variant {
-            Variant::UpdateReturning => update_returning(&session).await,
-            Variant::ForUpdate => for_update(&mut session).await,
+            Variant::UpdateReturning => update_returning(&session, counter).await,
+            Variant::ForUpdate => for_update(&mut session, counter).await,
         };
         self.pool.lock().await.push(session);
         ended.unwrap_or(Ended::Error)
     }
 
-    /// (capacity, used, reservations, sum of their quantities, events) after a run.
+    /// After a run: (counters over capacity, counters whose used differs from their
+    /// reservations, total used, reservations, events).
     pub async fn totals(&self) -> anyhow::Result<(u64, u64, u64, u64, u64)> {
         let row = self
             .probe
             .query_one(
-                "SELECT c.capacity, c.used, (SELECT count(*) FROM reservations), \
-                 (SELECT coalesce(sum(quantity), 0)::bigint FROM reservations), (SELECT count(*) FROM events) \
-                 FROM counters c WHERE c.id = 1",
+                "SELECT (SELECT count(*) FROM counters WHERE used > capacity), \
+                 (SELECT count(*) FROM counters c WHERE c.used <> (SELECT coalesce(sum(quantity), 0) \
+                    FROM reservations r WHERE r.counter_id = c.id)), \
+                 (SELECT coalesce(sum(used), 0)::bigint FROM counters), \
+                 (SELECT count(*) FROM reservations), (SELECT count(*) FROM events)",
                 &[],
             )
             .await?;
@@ -250,26 +260,25 @@ impl Baseline {
     }
 }
 
-const COUNTER: i64 = 1;
 const QUANTITY: i64 = 1;
 
-async fn update_returning(session: &Session) -> anyhow::Result<Ended> {
+async fn update_returning(session: &Session, counter: i64) -> anyhow::Result<Ended> {
     let id = uuid_param();
-    let rows = session.client.query(&session.update_returning, &[&COUNTER, &QUANTITY, &id]).await?;
+    let rows = session.client.query(&session.update_returning, &[&counter, &QUANTITY, &id]).await?;
     Ok(if rows.is_empty() { Ended::Refused } else { Ended::Ok })
 }
 
-async fn for_update(session: &mut Session) -> anyhow::Result<Ended> {
+async fn for_update(session: &mut Session, counter: i64) -> anyhow::Result<Ended> {
     let id = uuid_param();
     let transaction = session.client.transaction().await?;
-    let row = transaction.query_one(&session.lock, &[&COUNTER]).await?;
+    let row = transaction.query_one(&session.lock, &[&counter]).await?;
     let (capacity, used): (i64, i64) = (row.get(0), row.get(1));
     if used + QUANTITY > capacity {
         transaction.rollback().await?;
         return Ok(Ended::Refused);
     }
-    let after: i64 = transaction.query_one(&session.take, &[&COUNTER, &QUANTITY]).await?.get(0);
-    transaction.execute(&session.insert_reservation, &[&COUNTER, &QUANTITY, &id]).await?;
+    let after: i64 = transaction.query_one(&session.take, &[&counter, &QUANTITY]).await?.get(0);
+    transaction.execute(&session.insert_reservation, &[&counter, &QUANTITY, &id]).await?;
     transaction.query_one(&session.insert_event, &[&id, &capacity, &after]).await?;
     transaction.commit().await?;
     Ok(Ended::Ok)

@@ -78,6 +78,11 @@ impl Spread {
         Self { pick, zipf, items, salt }
     }
 
+    /// The one counter (index) of a one-item request `sequence`.
+    pub fn counter(&self, sequence: u64) -> usize {
+        self.counters(sequence)[0]
+    }
+
     fn counters(&self, sequence: u64) -> Vec<usize> {
         let mut rng = SmallRng::seed_from_u64(sequence ^ self.salt.rotate_left(32));
         let mut picked = Vec::with_capacity(self.items);
