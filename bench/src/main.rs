@@ -41,6 +41,8 @@ const MIXED_RESERVE_EVERY: u64 = 20;
 /// The offered loads of the open-loop sweep, as fractions of the closed-loop rate of the same
 /// path measured earlier in the run.
 const SWEEP_FRACTIONS: [f64; 5] = [0.25, 0.5, 0.75, 1.0, 1.25];
+/// Pause before each series of the sweep.
+const SWEEP_PAUSE: Duration = Duration::from_secs(3);
 
 /// Allot's benchmarks.
 #[derive(Debug, Parser)]
@@ -612,6 +614,8 @@ impl Bench {
             ("coordinator half-saturation", "bench-sweep-half", Some(self.coordinator.clone()), half),
         ] {
             self.put_capacity(site_name, &workload::spread_capacity()).await?;
+            // Each series after a pause: the last step of the one before overloads the machine.
+            tokio::time::sleep(SWEEP_PAUSE).await;
             let spread = Arc::new(Spread::new(Pick::Uniform, 1, 5));
             let mut acknowledged = Measured { ok: 0, errors: 0, ..self.results[0].clone() };
             for fraction in fractions {
