@@ -39,7 +39,7 @@ pub struct Bounds {
 }
 
 /// What one run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Measured {
     /// Scenario name.
     pub name: String,

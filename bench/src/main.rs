@@ -69,6 +69,9 @@ struct Cli {
     /// Where to write the plots (SVG).
     #[arg(long, default_value = "target/bench")]
     plots: PathBuf,
+    /// Run nothing: redraw the plots from a results file this tool wrote.
+    #[arg(long, value_name = "RESULTS_JSON")]
+    replot: Option<PathBuf>,
 }
 
 /// The processes and clients every scenario uses.
@@ -86,6 +89,13 @@ struct Bench {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
+    if let Some(results) = &cli.replot {
+        let document: Value = serde_json::from_slice(&std::fs::read(results)?)?;
+        let sweep: Vec<Measured> = serde_json::from_value(document["sweep"].clone()).context("the sweep results")?;
+        draw_sweep(&cli.plots, &sweep)?;
+        eprintln!("plots written to {}/sweep-*.svg", cli.plots.display());
+        return Ok(());
+    }
     // The edge runs with another working directory: make the paths absolute.
     cli.root = std::fs::canonicalize(&cli.root).with_context(|| format!("{}", cli.root.display()))?;
     let started = std::time::Instant::now();
@@ -129,23 +139,7 @@ async fn main() -> anyhow::Result<()> {
     let sweep = bench.sweep(Duration::from_secs(cli.sweep_seconds)).await?;
     bench.check_spread_sites().await?;
 
-    let series = |label: &'static str, prefix: &str| plot::Series {
-        label,
-        // "sweep coordinator 1234/s", not "sweep coordinator unbatched ...".
-        runs: sweep
-            .iter()
-            .filter(|m| m.name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit())))
-            .collect(),
-    };
-    plot::sweep(
-        &cli.plots,
-        "Reservations, spread over 10,000 counters",
-        &[
-            series("raw-script (no HTTP)", "sweep raw-script "),
-            series("coordinator over HTTP, coalescing", "sweep coordinator "),
-            series("coordinator over HTTP, one call each", "sweep coordinator unbatched "),
-        ],
-    )?;
+    draw_sweep(&cli.plots, &sweep)?;
     let propagated =
         propagation::measure(&bench.http, &coordinator.base, &edge.base, ADMIN, propagation::CHANGES).await?;
     let wasm = wasm_size(&cli.root)?;
@@ -187,6 +181,27 @@ async fn settle(redis_url: &str, before: &str) -> anyhow::Result<()> {
     }
     eprintln!("redis: AOF rewritten in {:.1} s before {before}", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The sweep's two plots: accepted/s and p99 against offered load, one line per path.
+fn draw_sweep(dir: &std::path::Path, sweep: &[Measured]) -> anyhow::Result<()> {
+    let series = |label: &'static str, prefix: &str| plot::Series {
+        label,
+        // "sweep coordinator 1234/s", not "sweep coordinator unbatched ...".
+        runs: sweep
+            .iter()
+            .filter(|m| m.name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit())))
+            .collect(),
+    };
+    plot::sweep(
+        dir,
+        "Reservations, spread over 10,000 counters",
+        &[
+            series("raw-script (no HTTP)", "sweep raw-script "),
+            series("coordinator over HTTP, coalescing", "sweep coordinator "),
+            series("coordinator over HTTP, one call each", "sweep coordinator unbatched "),
+        ],
+    )
 }
 
 fn site(name: &str) -> SiteId {

@@ -61,15 +61,43 @@ fn draw(
     let mut chart_builder = ChartBuilder::on(&root);
     chart_builder.caption(caption, ("sans-serif", 18)).margin(12).x_label_area_size(40).y_label_area_size(70);
     if log {
-        let mut chart = chart_builder.build_cartesian_2d(0f64..x_max, (0.01f64..y_max).log_scale())?;
-        chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw()?;
+        let y_min = series
+            .iter()
+            .flat_map(|s| s.runs.iter().map(|m| value(m)))
+            .fold(f64::INFINITY, f64::min)
+            .clamp(0.01, 1.0)
+            / 2.0;
+        let mut chart = chart_builder.build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y}"))
+            .draw()?;
         lines(&mut chart, series, &value)?;
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.9)).draw()?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()?;
     } else {
         let mut chart = chart_builder.build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
-        chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()?;
         lines(&mut chart, series, &value)?;
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.9)).draw()?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()?;
     }
     root.present()?;
     Ok(())
