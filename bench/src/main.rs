@@ -69,6 +69,10 @@ struct Cli {
     /// Where to write the plots (SVG).
     #[arg(long, default_value = "target/bench")]
     plots: PathBuf,
+    /// Run only these sections (comma-separated), for profiling one load: read, one, hot,
+    /// spread, holds, mixed, sweep (needs spread), propagation. Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = ["read", "one", "hot", "spread", "holds", "mixed", "sweep", "propagation"])]
+    only: Vec<String>,
     /// Run nothing: redraw the plots from a results file this tool wrote.
     #[arg(long, value_name = "RESULTS_JSON")]
     replot: Option<PathBuf>,
@@ -106,8 +110,10 @@ async fn main() -> anyhow::Result<()> {
     };
     eprintln!("starting redis-server, allot serve, the edge (workerd) and PostgreSQL on loopback ...");
     let redis = procs::Redis::start().await?;
-    let coordinator = procs::Coordinator::start(&cli.allot, &redis.url, ADMIN, SECRET, &[]).await?;
-    // The same binary with coalescing off: one script call per reservation.
+    // Coalescing on, and the same binary with it off (one script call per reservation, the
+    // default).
+    let coordinator =
+        procs::Coordinator::start(&cli.allot, &redis.url, ADMIN, SECRET, &["--reserve-batch-max", "64"]).await?;
     let single =
         procs::Coordinator::start(&cli.allot, &redis.url, ADMIN, SECRET, &["--reserve-batch-max", "1"]).await?;
     let edge = procs::Edge::start(&cli.root, &[&coordinator.base], SECRET).await?;
@@ -125,27 +131,49 @@ async fn main() -> anyhow::Result<()> {
         results: vec![],
     };
 
-    bench.read().await?;
-    bench.one_counter(&redis.url, &pg).await?;
-    settle(&redis.url, "hot").await?;
-    bench.hot().await?;
-    settle(&redis.url, "spread").await?;
-    bench.spread(&pg).await?;
+    let runs = |section: &str| cli.only.is_empty() || cli.only.iter().any(|s| s == section);
+    if runs("read") {
+        bench.read().await?;
+    }
+    if runs("one") {
+        bench.one_counter(&redis.url, &pg).await?;
+    }
+    if runs("hot") {
+        settle(&redis.url, "hot").await?;
+        bench.hot().await?;
+    }
+    if runs("spread") {
+        settle(&redis.url, "spread").await?;
+        bench.spread(&pg).await?;
+    }
     drop(pg);
-    settle(&redis.url, "holds").await?;
-    bench.holds().await?;
-    bench.mixed().await?;
-    settle(&redis.url, "the sweep").await?;
-    let sweep = bench.sweep(Duration::from_secs(cli.sweep_seconds)).await?;
-    bench.check_spread_sites().await?;
-
-    draw_sweep(&cli.plots, &sweep)?;
-    let propagated =
-        propagation::measure(&bench.http, &coordinator.base, &edge.base, ADMIN, propagation::CHANGES).await?;
+    if runs("holds") {
+        settle(&redis.url, "holds").await?;
+        bench.holds().await?;
+    }
+    if runs("mixed") {
+        bench.mixed().await?;
+    }
+    let mut sweep = Vec::new();
+    if runs("sweep") && runs("spread") {
+        settle(&redis.url, "the sweep").await?;
+        sweep = bench.sweep(Duration::from_secs(cli.sweep_seconds)).await?;
+        draw_sweep(&cli.plots, &sweep)?;
+        eprintln!("plots written to {}/sweep-*.svg", cli.plots.display());
+    }
+    if runs("spread") {
+        bench.check_spread_sites().await?;
+    }
+    let propagated = if runs("propagation") {
+        Some(propagation::measure(&bench.http, &coordinator.base, &edge.base, ADMIN, propagation::CHANGES).await?)
+    } else {
+        None
+    };
     let wasm = wasm_size(&cli.root)?;
     report(&bench.results, &sweep, wasm, &cli)?;
-    propagated.print();
-    eprintln!("plots written to {}/sweep-*.svg", cli.plots.display());
+    if let Some(propagated) = propagated {
+        propagated.print();
+    }
     eprintln!("bench finished in {:.0} s", started.elapsed().as_secs_f64());
     drop(edge);
     drop(single);
@@ -709,9 +737,7 @@ impl Bench {
 
     /// The spread sites once more at the end: nothing changed behind the run's back.
     async fn check_spread_sites(&self) -> anyhow::Result<()> {
-        for name in
-            ["bench-spread-direct", "bench-spread-single", "bench-zipf-direct", "bench-multi-direct", "bench-holds"]
-        {
+        for name in ["bench-spread-direct", "bench-spread-single", "bench-zipf-direct", "bench-multi-direct"] {
             let audit = self.store.audit(&site(name)).await.with_context(|| name.to_owned())?;
             if !audit.mismatches.is_empty() {
                 bail!("{name}: {:?}", audit.mismatches);
@@ -814,7 +840,9 @@ fn report(
     ];
     println!();
     for (name, ratio) in &ratios {
-        println!("{name} {ratio:.2}");
+        if ratio.is_finite() && *ratio > 0.0 {
+            println!("{name} {ratio:.2}");
+        }
     }
     if let Some(half) = sweep.iter().find(|m| m.name.starts_with("sweep coordinator half-saturation")) {
         println!(

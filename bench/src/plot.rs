@@ -61,12 +61,9 @@ fn draw(
     let mut chart_builder = ChartBuilder::on(&root);
     chart_builder.caption(caption, ("sans-serif", 18)).margin(12).x_label_area_size(40).y_label_area_size(70);
     if log {
-        let y_min = series
-            .iter()
-            .flat_map(|s| s.runs.iter().map(|m| value(m)))
-            .fold(f64::INFINITY, f64::min)
-            .clamp(0.01, 1.0)
-            / 2.0;
+        let y_min =
+            series.iter().flat_map(|s| s.runs.iter().map(|m| value(m))).fold(f64::INFINITY, f64::min).clamp(0.01, 1.0)
+                / 2.0;
         let mut chart = chart_builder.build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())?;
         chart
             .configure_mesh()

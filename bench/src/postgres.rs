@@ -248,8 +248,9 @@ impl Baseline {
             .probe
             .query_one(
                 "SELECT (SELECT count(*) FROM counters WHERE used > capacity), \
-                 (SELECT count(*) FROM counters c WHERE c.used <> (SELECT coalesce(sum(quantity), 0) \
-                    FROM reservations r WHERE r.counter_id = c.id)), \
+                 (SELECT count(*) FROM counters c LEFT JOIN (SELECT counter_id, sum(quantity) AS q \
+                    FROM reservations GROUP BY counter_id) r ON r.counter_id = c.id \
+                    WHERE c.used <> coalesce(r.q, 0)), \
                  (SELECT coalesce(sum(used), 0)::bigint FROM counters), \
                  (SELECT count(*) FROM reservations), (SELECT count(*) FROM events)",
                 &[],

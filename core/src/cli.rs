@@ -106,9 +106,10 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(90_000..=31_536_000))]
     pub finished_retention_seconds: u64,
 
-    /// Concurrent reservations of one site placed in one script call, at most (1 turns
-    /// coalescing off: one call per reservation). Batches form only under load.
-    #[arg(long, env = "ALLOT_RESERVE_BATCH_MAX", default_value_t = 64,
+    /// Concurrent reservations of one site placed in one script call, at most; 1 (the default)
+    /// is one call per reservation. Batches form only when a site's calls are all busy. Worth
+    /// turning on where Redis, not the coordinator, is the bottleneck (see BENCHMARKS.md).
+    #[arg(long, env = "ALLOT_RESERVE_BATCH_MAX", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub reserve_batch_max: u16,
 

@@ -120,7 +120,8 @@ impl Drop for TestRedis {
 }
 
 /// The in-process coordinators' largest reservation batch: `ALLOT_TEST_RESERVE_BATCH_MAX`, or
-/// the binary's default, so the whole suite can be run against either reserve path.
+/// 64, so every concurrency test exercises the coalescing path (the binary, with its default
+/// of 1, is what the process tests run); the suite passes with either.
 fn settings_batch_max() -> usize {
     std::env::var("ALLOT_TEST_RESERVE_BATCH_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
 }

@@ -12,7 +12,7 @@ use super::error::ApiError;
 #[derive(Clone, Default)]
 pub struct Auth {
     admin_token_digest: Option<[u8; 32]>,
-    edge_secret: Option<Vec<u8>>,
+    edge_secret: Option<std::sync::Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -49,7 +49,7 @@ impl Auth {
     pub fn new(admin_token: Option<&str>, edge_secret: Option<&str>) -> Self {
         Self {
             admin_token_digest: admin_token.filter(|t| !t.is_empty()).map(|t| Sha256::digest(t.as_bytes()).into()),
-            edge_secret: edge_secret.filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()),
+            edge_secret: edge_secret.filter(|s| !s.is_empty()).map(|s| std::sync::Arc::from(s.as_bytes())),
         }
     }
 
