@@ -6,11 +6,7 @@
 -- Lua's string comparison follows the server's locale, not byte order.
 local resource, from, to = ARGV[5], ARGV[6], ARGV[7]
 local now = now_ms()
-local expired = 0
-local earliest = redis.call('ZRANGE', K_HOLDS, 0, 0, 'WITHSCORES')
-if earliest[2] and tonumber(earliest[2]) <= now then
-  expired = expire_due(now, tonumber(ARGV[8]))
-end
+local expired = expire_due_if_any(now, tonumber(ARGV[8]))
 
 local members
 if resource ~= '' then

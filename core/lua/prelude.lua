@@ -134,3 +134,13 @@ local function expire_due(now, limit)
   end
   return expired
 end
+
+-- The same, after one cheap look at the earliest hold: the common case (nothing due) costs one
+-- ZRANGE. For the paths every request takes (reserve, availability).
+local function expire_due_if_any(now, limit)
+  local earliest = redis.call('ZRANGE', K_HOLDS, 0, 0, 'WITHSCORES')
+  if earliest[2] and tonumber(earliest[2]) <= now then
+    return expire_due(now, limit)
+  end
+  return 0
+end

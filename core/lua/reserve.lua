@@ -3,11 +3,7 @@
 -- [9] zone ('' none), [10] document prefix (JSON object without status and timestamps),
 -- [11] idempotency TTL seconds, [12] expiry batch bound, [13..] pairs of 'resource#slot', quantity.
 local now = now_ms()
-local expired = 0
-local earliest = redis.call('ZRANGE', K_HOLDS, 0, 0, 'WITHSCORES')
-if earliest[2] and tonumber(earliest[2]) <= now then
-  expired = expire_due(now, tonumber(ARGV[12]))
-end
+local expired = expire_due_if_any(now, tonumber(ARGV[12]))
 
 local fields, quantities = {}, {}
 for i = 13, #ARGV, 2 do

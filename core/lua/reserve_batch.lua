@@ -6,11 +6,7 @@
 -- document prefix, item count, and that many pairs of 'resource#slot', quantity.
 -- Returns { 'batch', expired, tag1, a1, b1, tag2, a2, b2, ... }.
 local now = now_ms()
-local expired = 0
-local earliest = redis.call('ZRANGE', K_HOLDS, 0, 0, 'WITHSCORES')
-if earliest[2] and tonumber(earliest[2]) <= now then
-  expired = expire_due(now, tonumber(ARGV[5]))
-end
+local expired = expire_due_if_any(now, tonumber(ARGV[5]))
 
 local out = { 'batch', expired }
 local at = 8
