@@ -697,8 +697,9 @@ impl Bench {
         Ok(runs)
     }
 
-    /// The run's correctness check for one site: `used` equals the sum of live reservations on
-    /// every counter and never exceeds capacity; the live reservations are the acknowledged
+    /// The run's correctness check for one site, from Redis and from the coordinator (whose
+    /// availability must match Redis's counter by counter): `used` equals the sum of live
+    /// reservations on every counter and never exceeds capacity; the live reservations are the acknowledged
     /// ones (requests that ended in an error may or may not have been placed, and are allowed
     /// either way); with `sold_out`, a run that saw refusals sold exactly that capacity.
     async fn audit(&self, site_name: &str, measured: &Measured, sold_out: Option<u64>) -> anyhow::Result<()> {
@@ -716,6 +717,16 @@ impl Bench {
             );
         }
         let availability = self.store.availability(&site_id, &AvailabilityQuery::default()).await?;
+        // The coordinator must say the same as Redis, counter by counter.
+        let url = format!("{}/v1/sites/{site_name}/availability", self.coordinator);
+        let served: allot_shared::Availability =
+            self.http.get(url).bearer_auth(ADMIN).send().await?.error_for_status()?.json().await?;
+        let pairs = |a: &allot_shared::Availability| -> Vec<(String, u64, u64)> {
+            a.counters.iter().map(|c| (format!("{}@{}", c.resource, c.slot), c.capacity, c.used)).collect()
+        };
+        if pairs(&served) != pairs(&availability) {
+            bail!("{site_name}: the coordinator's availability differs from Redis's");
+        }
         let used: u64 = availability.counters.iter().map(|c| c.used).sum();
         if let Some(over) = availability.counters.iter().find(|c| c.used > c.capacity) {
             bail!(
