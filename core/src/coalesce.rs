@@ -4,8 +4,10 @@
 //! own task: no queue, no added latency. Only when every call is busy does it join the shard's
 //! queue; the shard's dispatcher waits for the next free call and then takes everything queued
 //! (at most [`RESERVE_BATCH_MAX`] per site and call; it never waits for more) into one
-//! `reserve_batch` call per site. So batches form exactly when Redis is the bottleneck, and
-//! grow with the backlog.
+//! `reserve_batch` call per site. So batches form only when a shard's calls are all busy, and
+//! grow with the backlog. Off by default (`--reserve-batch-max 1`: one `reserve` call per
+//! request): where the coordinator's CPU rather than Redis is the limit, batching costs more
+//! than it saves (BENCHMARKS.md).
 //!
 //! Each reservation is still all or nothing on its own, and each caller gets its own outcome;
 //! a Redis failure fails every reservation of that call, as it would have failed each alone.
