@@ -182,6 +182,29 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a run's clients were told, as the audit needs it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Outcomes {
+    /// Acknowledged (placed).
+    ok: u64,
+    /// Refused.
+    refused: u64,
+    /// Ended in an error: may or may not have been placed.
+    errors: u64,
+}
+
+impl Outcomes {
+    fn of(measured: &Measured) -> Self {
+        Self { ok: measured.ok, refused: measured.refused, errors: measured.errors }
+    }
+
+    fn add(&mut self, measured: &Measured) {
+        self.ok += measured.ok;
+        self.refused += measured.refused;
+        self.errors += measured.errors;
+    }
+}
+
 /// Longest wait for Redis to finish rewriting its append-only file.
 const AOF_REWRITE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -362,7 +385,7 @@ impl Bench {
         })
         .await;
         let measured = self.push(measured).clone();
-        self.audit("bench-one-raw", &measured, None).await?;
+        self.audit("bench-one-raw", Outcomes::of(&measured), None).await?;
 
         let watch = baselines::WatchMulti::new(redis_url, self.bounds.concurrency, ROOMY_CAPACITY).await?;
         let measured = {
@@ -394,7 +417,7 @@ impl Bench {
             ("one-counter edge", self.edge.clone(), "bench-one-edge", None),
         ] {
             let measured = self.http_reserve(name, &base, site_name, token, |_| workload::one_item_body()).await;
-            self.audit(site_name, &measured, None).await?;
+            self.audit(site_name, Outcomes::of(&measured), None).await?;
         }
         eprintln!("correctness (one counter): every path and baseline stored exactly what it acknowledged");
         Ok(())
@@ -450,7 +473,7 @@ impl Bench {
             })
             .await;
             let measured = self.push(measured).clone();
-            self.audit(site_name, &measured, Some(HOT_CAPACITY)).await?;
+            self.audit(site_name, Outcomes::of(&measured), Some(HOT_CAPACITY)).await?;
         }
         for (name, base, site_name, token, capacity) in [
             ("hot coordinator", self.coordinator.clone(), "bench-hot-direct", Some(ADMIN), HOT_CAPACITY),
@@ -469,7 +492,7 @@ impl Bench {
             })
             .await;
             let measured = self.push(measured).clone();
-            self.audit(site_name, &measured, Some(capacity)).await?;
+            self.audit(site_name, Outcomes::of(&measured), Some(capacity)).await?;
         }
         eprintln!("correctness (hot): each counter sold exactly its capacity once refusals began");
         Ok(())
@@ -499,7 +522,7 @@ impl Bench {
             })
             .await;
             let measured = self.push(measured).clone();
-            self.audit(site_name, &measured, None).await?;
+            self.audit(site_name, Outcomes::of(&measured), None).await?;
         }
         // The coordinator's coalescing path without HTTP: concurrent reservations of the site
         // share script calls. Against raw-script (one call per reservation), this is the gain
@@ -512,7 +535,7 @@ impl Bench {
                 let (coalescer, site_id, request) = (coalescer.clone(), site_id.clone(), spread.request(sequence));
                 async move {
                     let id = ReservationId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
-                    match coalescer.reserve(&site_id, request, None, id).await {
+                    match coalescer.reserve(&site_id, &request, None, &id).await {
                         Ok(ReserveOutcome::Placed(_)) => Ended::Ok,
                         Ok(_) => Ended::Refused,
                         Err(_) => Ended::Error,
@@ -521,7 +544,7 @@ impl Bench {
             })
             .await;
             let measured = self.push(measured).clone();
-            self.audit(site_name, &measured, None).await?;
+            self.audit(site_name, Outcomes::of(&measured), None).await?;
         }
         let (coordinator, single) = (self.coordinator.clone(), self.single.clone());
         for (name, base, site_name, spread) in [
@@ -531,7 +554,7 @@ impl Bench {
             ("multi coordinator", &coordinator, "bench-multi-direct", Spread::new(Pick::Uniform, MULTI_ITEMS, 3)),
         ] {
             let measured = self.http_reserve(name, base, site_name, Some(ADMIN), move |s| spread.body(s)).await;
-            self.audit(site_name, &measured, None).await?;
+            self.audit(site_name, Outcomes::of(&measured), None).await?;
         }
         for (name, synchronous) in
             [("spread postgres update-returning sync", true), ("spread postgres update-returning async", false)]
@@ -635,8 +658,9 @@ impl Bench {
                 .await
             };
             let measured = self.push(measured).clone();
-            let reservations = Measured { ok: placed.load(Ordering::Relaxed), ..measured };
-            self.audit(site_name, &reservations, None).await?;
+            // Reads are not reservations: only the 201s count as acknowledged.
+            let reservations = Outcomes { ok: placed.load(Ordering::Relaxed), ..Outcomes::of(&measured) };
+            self.audit(site_name, reservations, None).await?;
         }
         Ok(())
     }
@@ -660,7 +684,7 @@ impl Bench {
             // Each series after a pause: the last step of the one before overloads the machine.
             tokio::time::sleep(SWEEP_PAUSE).await;
             let spread = Arc::new(Spread::new(Pick::Uniform, 1, 5));
-            let mut acknowledged = Measured { ok: 0, errors: 0, ..self.results[0].clone() };
+            let mut acknowledged = Outcomes::default();
             for fraction in fractions {
                 let rate = (ceiling * fraction).max(1.0);
                 let name = format!("sweep {label} {rate:.0}/s");
@@ -688,11 +712,10 @@ impl Bench {
                         .await
                     }
                 };
-                acknowledged.ok += measured.ok;
-                acknowledged.errors += measured.errors;
+                acknowledged.add(&measured);
                 runs.push(measured);
             }
-            self.audit(site_name, &acknowledged, None).await?;
+            self.audit(site_name, acknowledged, None).await?;
         }
         Ok(runs)
     }
@@ -702,7 +725,7 @@ impl Bench {
     /// reservations on every counter and never exceeds capacity; the live reservations are the acknowledged
     /// ones (requests that ended in an error may or may not have been placed, and are allowed
     /// either way); with `sold_out`, a run that saw refusals sold exactly that capacity.
-    async fn audit(&self, site_name: &str, measured: &Measured, sold_out: Option<u64>) -> anyhow::Result<()> {
+    async fn audit(&self, site_name: &str, measured: Outcomes, sold_out: Option<u64>) -> anyhow::Result<()> {
         let site_id = site(site_name);
         let audit = self.store.audit(&site_id).await?;
         if !audit.mismatches.is_empty() {

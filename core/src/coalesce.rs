@@ -41,9 +41,8 @@ struct Pending {
 /// The coalescing reserve path. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Coalescer {
+    /// Empty when coalescing is off (`batch_max` 1): every request makes its own call.
     shards: Arc<Vec<Shard>>,
-    /// Largest batch per call; 1 turns coalescing off (one `reserve` call per request).
-    batch_max: usize,
     store: Store,
     /// Reservations placed through batch calls so far (for tests and curiosity).
     batched: Arc<std::sync::atomic::AtomicU64>,
@@ -62,12 +61,14 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Coalescer {
-    /// Starts the shard dispatchers (inside a tokio runtime). `batch_max` is clamped to
-    /// 1..=[`RESERVE_BATCH_MAX`].
+    /// Starts the shard dispatchers (inside a tokio runtime), unless `batch_max` is 1: then
+    /// every request makes its own call and there is nothing to dispatch. `batch_max` is
+    /// clamped to 1..=[`RESERVE_BATCH_MAX`].
     pub fn start(store: Store, batch_max: usize) -> Self {
         let batch_max = batch_max.clamp(1, RESERVE_BATCH_MAX);
         let batched = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let shards = (0..SHARDS)
+        let shard_count = if batch_max == 1 { 0 } else { SHARDS };
+        let shards = (0..shard_count)
             .map(|_| {
                 let (queue, receiver) = mpsc::channel(QUEUE_MAX);
                 let calls = Arc::new(Semaphore::new(CALLS_IN_FLIGHT_MAX));
@@ -75,7 +76,7 @@ impl Coalescer {
                 Shard { queue, calls }
             })
             .collect();
-        Self { shards: Arc::new(shards), batch_max, store, batched }
+        Self { shards: Arc::new(shards), store, batched }
     }
 
     /// Requests that went through a batch call of more than one reservation, so far.
@@ -83,16 +84,17 @@ impl Coalescer {
         self.batched.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Places one reservation, possibly in one call with others of its site.
+    /// Places one reservation, possibly in one call with others of its site. Borrows like
+    /// [`Store::reserve`]; the request is copied only when it has to wait for a batch.
     pub async fn reserve(
         &self,
         site: &SiteId,
-        request: ReservationRequest,
-        idempotency_key: Option<IdempotencyKey>,
-        id: ReservationId,
+        request: &ReservationRequest,
+        idempotency_key: Option<&IdempotencyKey>,
+        id: &ReservationId,
     ) -> Result<ReserveOutcome, StoreError> {
-        if self.batch_max == 1 {
-            return self.store.reserve(site, &request, idempotency_key.as_ref(), &id).await;
+        if self.shards.is_empty() {
+            return self.store.reserve(site, request, idempotency_key, id).await;
         }
         let shard =
             &self.shards[BuildHasherDefault::<DefaultHasher>::default().hash_one(site) as usize % self.shards.len()];
@@ -100,11 +102,12 @@ impl Coalescer {
         // first, so queued requests are not overtaken.)
         if let Ok(_permit) = shard.calls.try_acquire() {
             metrics::histogram!("allot_reserve_batch_size").record(1.0);
-            return self.store.reserve(site, &request, idempotency_key.as_ref(), &id).await;
+            return self.store.reserve(site, request, idempotency_key, id).await;
         }
         let (answer, answered) = oneshot::channel();
-        let pending =
-            Pending { site: site.clone(), entry: BatchedReservation { request, idempotency_key, id }, answer };
+        let entry =
+            BatchedReservation { request: request.clone(), idempotency_key: idempotency_key.cloned(), id: id.clone() };
+        let pending = Pending { site: site.clone(), entry, answer };
         if shard.queue.send(pending).await.is_err() {
             return Err(StoreError::Corrupt("the reservation dispatcher stopped".to_owned()));
         }

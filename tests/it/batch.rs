@@ -135,7 +135,7 @@ async fn a_backlog_forms_batches_and_every_caller_gets_its_own_outcome() {
             let (coalescer, request) = (coalescer.clone(), request.clone());
             tokio::spawn(async move {
                 let id = ReservationId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
-                let outcome = coalescer.reserve(&site_id("backlog"), request, None, id.clone()).await;
+                let outcome = coalescer.reserve(&site_id("backlog"), &request, None, &id).await;
                 (id, outcome.expect("redis answers"))
             })
         })

@@ -115,6 +115,14 @@ fn site_and_id_from(path: Result<Path<(String, String)>, PathRejection>) -> Resu
     Ok((site, id))
 }
 
+/// 400 for a query string on an endpoint that takes none (`what` names it in the detail).
+fn no_query(uri: &OriginalUri, what: &str) -> Result<(), ApiError> {
+    match uri.query() {
+        Some(query) if !query.is_empty() => Err(ApiError::malformed(format!("{what} takes no query"))),
+        _ => Ok(()),
+    }
+}
+
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -226,7 +234,7 @@ async fn reserve(
     };
     let request = ReservationRequest::parse(&body)?;
     let id = ReservationId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
-    let outcome = state.reservations.reserve(&site, request.clone(), idempotency_key, id).await?;
+    let outcome = state.reservations.reserve(&site, &request, idempotency_key.as_ref(), &id).await?;
     let label = match &outcome {
         ReserveOutcome::Placed(_) => "placed",
         ReserveOutcome::Replayed(_) => "replayed",
@@ -341,9 +349,7 @@ async fn stats(
 ) -> Result<Response, ApiError> {
     Checked { state: &state, method: &method, uri: &uri, headers: &headers }.authorize(Need::Admin, b"")?;
     let site = site_from(path)?;
-    if uri.query().is_some_and(|q| !q.is_empty()) {
-        return Err(ApiError::malformed("this endpoint takes no query"));
-    }
+    no_query(&uri, "this endpoint")?;
     let now = now_seconds();
     let body = serde_json::json!({
         "site": site,

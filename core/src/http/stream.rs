@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::auth::Need;
 use super::error::ApiError;
-use super::{AppState, Checked, site_from};
+use super::{AppState, Checked, no_query, site_from};
 use crate::events::{self, EntryId, HEARTBEAT_SECONDS, READ_COUNT_MAX, StreamEvent, SubscriberSlot};
 use crate::shutdown::Shutdown;
 
@@ -217,9 +217,7 @@ pub async fn availability_stream(
 ) -> Result<Response, ApiError> {
     Checked { state: &state, method: &method, uri: &uri, headers: &headers }.authorize(Need::Client, b"")?;
     let site = site_from(path)?;
-    if uri.query().is_some_and(|q| !q.is_empty()) {
-        return Err(ApiError::malformed("this stream takes no query"));
-    }
+    no_query(&uri, "this stream")?;
     let slot = admit(&state)?;
     // Join the feed before the snapshot, so no change falls between them.
     let live = state.events.subscribe(&site).await?;
