@@ -190,18 +190,8 @@ async fn call(store: &Store, site: &SiteId, batch: Vec<Pending>) {
             }
         }
         Err(error) => {
-            let shared = error.to_string();
-            let unavailable = matches!(error, StoreError::Unavailable(_));
             for answer in answers {
-                let _ = answer.send(Err(if unavailable {
-                    StoreError::Unavailable(redis::RedisError::from((
-                        redis::ErrorKind::Io,
-                        "batched reservation call failed",
-                        shared.clone(),
-                    )))
-                } else {
-                    StoreError::Corrupt(shared.clone())
-                }));
+                let _ = answer.send(Err(error.clone()));
             }
         }
     }

@@ -55,7 +55,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "allot coordinator listening");
-    let events = events::EventHub::new(&redis_url, shutdown.clone())?;
+    let events = events::EventHub::new(store.connector().clone(), shutdown.clone());
     let reservations = coalesce::Coalescer::start(store.clone(), usize::from(args.reserve_batch_max));
     let state =
         AppState { store, auth, metrics: metrics::handle(), events, activity: Default::default(), reservations };

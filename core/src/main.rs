@@ -40,12 +40,17 @@ async fn events(args: allot_core::cli::EventsArgs) -> anyhow::Result<()> {
         allot_core::shutdown::os_signal().await;
         trigger.fire();
     });
+    let after = match &args.after {
+        Some(text) => Some(allot_shared::StreamId::parse(text)?),
+        None => None,
+    };
     let options = allot_core::reader::ReadOptions {
         site,
         follow: args.follow,
-        after: args.after,
+        after,
         group: args.group,
         consumer: args.consumer,
     };
-    allot_core::reader::run(&args.redis_url, options, shutdown).await.map(|_| ())
+    let target = allot_core::store::connection::RedisTarget::Standalone { url: args.redis_url };
+    allot_core::reader::run(&target, options, shutdown).await.map(|_| ())
 }

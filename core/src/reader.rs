@@ -6,13 +6,14 @@
 use std::io::Write;
 use std::time::Duration;
 
-use allot_shared::SiteId;
+use allot_shared::{SiteId, StreamId};
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::events::{EntryId, READ_COUNT_MAX, StreamEvent, parse_entries};
+use crate::events::READ_COUNT_MAX;
 use crate::shutdown::Shutdown;
-use crate::store::events_key;
+use crate::store::connection::{Connector, RedisTarget};
+use crate::store::streams::{self, GroupCursor, StreamEvent};
 
 /// How long one blocking read waits in `--follow` mode.
 const FOLLOW_BLOCK_MS: u64 = 5_000;
@@ -26,7 +27,7 @@ pub struct ReadOptions {
     pub follow: bool,
     /// Start after this id (`0`: from the oldest retained); default: from the oldest retained,
     /// or, with `--follow` and no `--after`, only new events.
-    pub after: Option<String>,
+    pub after: Option<StreamId>,
     /// Consumer group to read through (created if missing, at `--after` or the start).
     pub group: Option<String>,
     /// This consumer's name within the group.
@@ -43,54 +44,34 @@ fn print(out: &mut impl Write, event: &StreamEvent) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Entries = Option<Vec<(String, Vec<(String, Vec<(String, String)>)>)>>;
-
 /// Reads until done (or, with `follow`, until `shutdown`). Returns how many events it printed.
-pub async fn run(redis_url: &str, options: ReadOptions, mut shutdown: Shutdown) -> anyhow::Result<u64> {
-    let client = redis::Client::open(redis_url).context("redis url")?;
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_millis(FOLLOW_BLOCK_MS + 5_000)));
-    let mut connection =
-        client.get_multiplexed_async_connection_with_config(&config).await.context("connecting to redis")?;
-    let key = events_key(&options.site);
+pub async fn run(target: &RedisTarget, options: ReadOptions, mut shutdown: Shutdown) -> anyhow::Result<u64> {
+    let connector = Connector::new(target)?;
+    let (_, mut connection) =
+        connector.open(Some(Duration::from_millis(FOLLOW_BLOCK_MS + 5_000))).await.context("connecting to redis")?;
+    let site = &options.site;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut printed = 0u64;
+    let block = options.follow.then_some(FOLLOW_BLOCK_MS);
     if let Some(group) = &options.group {
-        let start = options.after.clone().unwrap_or_else(|| "0".to_owned());
-        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&key)
-            .arg(group)
-            .arg(&start)
-            .arg("MKSTREAM")
-            .query_async(&mut connection)
-            .await;
-        if let Err(error) = created
-            && error.code() != Some("BUSYGROUP")
-        {
-            return Err(error).context("creating the consumer group");
-        }
+        streams::create_group(&mut connection, site, group, options.after.unwrap_or(StreamId::ZERO))
+            .await
+            .context("creating the consumer group")?;
         // First this consumer's entries read but never acknowledged (a crash between print and
         // XACK), then new ones.
-        let mut cursor = "0".to_owned();
+        let mut cursor = GroupCursor::Pending(StreamId::ZERO);
         loop {
-            let block = options.follow && cursor == ">";
-            let mut read = redis::cmd("XREADGROUP");
-            read.arg("GROUP").arg(group).arg(&options.consumer).arg("COUNT").arg(READ_COUNT_MAX);
-            if block {
-                read.arg("BLOCK").arg(FOLLOW_BLOCK_MS);
-            }
-            read.arg("STREAMS").arg(&key).arg(&cursor);
-            let reply: Entries = tokio::select! {
+            let wait = if cursor == GroupCursor::New { block } else { None };
+            let read =
+                streams::read_group(&mut connection, site, group, &options.consumer, cursor, READ_COUNT_MAX, wait);
+            let events = tokio::select! {
                 _ = shutdown.wait() => break,
-                reply = read.query_async(&mut connection) => reply.context("XREADGROUP")?,
+                events = read => events.context("XREADGROUP")?,
             };
-            let events: Vec<StreamEvent> =
-                reply.unwrap_or_default().into_iter().flat_map(|(_, e)| parse_entries(e)).collect();
             if events.is_empty() {
-                if cursor != ">" {
-                    cursor = ">".to_owned();
+                if cursor != GroupCursor::New {
+                    cursor = GroupCursor::New;
                     continue;
                 }
                 if !options.follow {
@@ -101,40 +82,30 @@ pub async fn run(redis_url: &str, options: ReadOptions, mut shutdown: Shutdown) 
             for event in &events {
                 print(&mut out, event)?;
                 out.flush()?;
-                let _: i64 =
-                    redis::cmd("XACK").arg(&key).arg(group).arg(&event.id).query_async(&mut connection).await?;
+                streams::ack(&mut connection, site, group, event.id).await.context("XACK")?;
                 printed += 1;
             }
-            if cursor != ">" {
-                cursor = events.last().map(|e| e.id.clone()).unwrap_or(cursor);
+            if let (GroupCursor::Pending(_), Some(last)) = (cursor, events.last()) {
+                cursor = GroupCursor::Pending(last.id);
             }
         }
         return Ok(printed);
     }
-    let mut after = match (&options.after, options.follow) {
-        (Some(after), _) => {
-            EntryId::parse(after).context("--after must be a stream id such as 1700000000000-0, or 0")?
-        }
-        (None, false) => EntryId(0, 0),
-        (None, true) => crate::events::position(&mut connection, &options.site).await?.last,
+    let mut after = match (options.after, options.follow) {
+        (Some(after), _) => after,
+        (None, false) => StreamId::ZERO,
+        (None, true) => streams::position(&mut connection, site).await?.last,
     };
     loop {
-        let mut read = redis::cmd("XREAD");
-        read.arg("COUNT").arg(READ_COUNT_MAX);
-        if options.follow {
-            read.arg("BLOCK").arg(FOLLOW_BLOCK_MS);
-        }
-        read.arg("STREAMS").arg(&key).arg(after.to_string());
-        let reply: Entries = tokio::select! {
+        let read = streams::read(&mut connection, site, after, READ_COUNT_MAX, block);
+        let events = tokio::select! {
             _ = shutdown.wait() => break,
-            reply = read.query_async(&mut connection) => reply.context("XREAD")?,
+            events = read => events.context("XREAD")?,
         };
-        let events: Vec<StreamEvent> =
-            reply.unwrap_or_default().into_iter().flat_map(|(_, e)| parse_entries(e)).collect();
         for event in &events {
             print(&mut out, event)?;
             printed += 1;
-            after = EntryId::parse(&event.id).unwrap_or(after);
+            after = event.id;
         }
         out.flush()?;
         if events.is_empty() && !options.follow {

@@ -88,22 +88,11 @@ async fn sweep_site(store: &Store, site: &SiteId) -> Result<u64, StoreError> {
 
 /// Finds every site with a non-empty holds set and indexes it.
 async fn rescan_sites(store: &Store) -> Result<(), StoreError> {
-    let mut connection = store.connection();
     let mut cursor: u64 = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg("allot:{*}:holds")
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(&mut connection)
-            .await?;
-        for key in keys {
-            let site = key.strip_prefix("allot:{").and_then(|k| k.strip_suffix("}:holds"));
-            if let Some(site) = site.and_then(|s| SiteId::parse(s).ok()) {
-                store.note_site_with_holds(&site).await?;
-            }
+        let (next, sites) = store.scan_sites_with_holds(cursor, SCAN_COUNT).await?;
+        for site in sites {
+            store.note_site_with_holds(&site).await?;
         }
         if next == 0 {
             return Ok(());

@@ -206,7 +206,7 @@ pub fn shielded_shortages(
 pub fn filtered(view: &Availability, query: &AvailabilityQuery) -> Availability {
     Availability {
         site: view.site.clone(),
-        version: view.version.clone(),
+        version: view.version,
         counters: view.counters.iter().filter(|c| query.matches(&c.resource, &c.slot)).cloned().collect(),
     }
 }
@@ -228,7 +228,7 @@ mod tests {
     fn view(counters: &[(&str, &str, u64, u64)]) -> Availability {
         Availability {
             site: SiteId::parse("hub").expect("id"),
-            version: "1-0".into(),
+            version: allot_shared::StreamId::new(1, 0),
             counters: counters
                 .iter()
                 .map(|(r, s, capacity, used)| Counter {

@@ -240,7 +240,7 @@ async fn subscribe(live: Rc<RefCell<Live>>, env: Env, site: SiteId, generation: 
                 }
             }
         }
-        let version = live.borrow().view.as_ref().map(|v| v.version.clone()).unwrap_or_default();
+        let version = live.borrow().view.as_ref().map(|v| v.version.to_string()).unwrap_or_default();
         let coordinator = edge.config.coordinators[attempt % edge.config.coordinators.len()].clone();
         attempt = attempt.wrapping_add(1);
         let path = format!("/v1/sites/{site}/events");

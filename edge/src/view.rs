@@ -2,7 +2,7 @@
 //! server-sent events, and applying domain events to the view in stream order. Plain Rust,
 //! tested natively; the Durable Object in `worker` drives it.
 
-use allot_shared::{Availability, Counter, EventData};
+use allot_shared::{Availability, Counter, EventData, StreamId};
 
 /// Longest SSE block the parser accepts before it gives up on the connection (a capacity event
 /// with 10,000 counters is about 700 KB).
@@ -65,12 +65,6 @@ impl SseParser {
     }
 }
 
-/// A stream entry id as Redis orders them.
-pub fn entry_id(text: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = text.split_once('-').unwrap_or((text, "0"));
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
-
 /// What applying an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -85,10 +79,10 @@ pub enum Applied {
 /// Applies one domain event of type `kind` to the view, if it is newer than the view's version.
 /// Only `capacity_changed` carries allow-lists; other events keep the counters' zones.
 pub fn apply(view: &mut Availability, id: &str, kind: &str, data: &str) -> Applied {
-    let (Some(event_id), Some(version)) = (entry_id(id), entry_id(&view.version)) else {
+    let Ok(event_id) = StreamId::parse(id) else {
         return Applied::Unreadable;
     };
-    if event_id <= version {
+    if event_id <= view.version {
         return Applied::AlreadySeen;
     }
     let Ok(data) = serde_json::from_str::<EventData>(data) else {
@@ -115,7 +109,7 @@ pub fn apply(view: &mut Availability, id: &str, kind: &str, data: &str) -> Appli
         }
         changed.push(updated);
     }
-    view.version = id.to_owned();
+    view.version = event_id;
     Applied::Changed(changed)
 }
 
@@ -135,12 +129,12 @@ pub fn snapshot_event(view: &Availability) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use allot_shared::{ResourceId, SiteId, Slot};
+    use allot_shared::{ResourceId, SiteId, Slot, StreamId};
 
     fn view() -> Availability {
         Availability {
             site: SiteId::parse("hub").expect("id"),
-            version: "100-0".into(),
+            version: StreamId::new(100, 0),
             counters: vec![Counter {
                 resource: ResourceId::parse("vans").expect("id"),
                 slot: Slot::parse("s2").expect("slot"),
@@ -171,7 +165,7 @@ mod tests {
         let mut v = view();
         let data = r#"{"counters":[{"resource":"vans","slot":"s2","capacity":5,"used":5},{"resource":"vans","slot":"s1","capacity":2,"used":0}]}"#;
         assert!(matches!(apply(&mut v, "101-0", "reservation_placed", data), Applied::Changed(ref c) if c.len() == 2));
-        assert_eq!(v.version, "101-0");
+        assert_eq!(v.version, StreamId::new(101, 0));
         assert_eq!(v.counters.len(), 2);
         assert_eq!(v.counters[0].slot.as_str(), "s1", "new counters keep the (resource, slot) order");
         assert_eq!(v.counters[1].remaining, 0);
@@ -179,7 +173,7 @@ mod tests {
         assert_eq!(apply(&mut v, "101-0", "reservation_placed", data), Applied::AlreadySeen);
         assert_eq!(apply(&mut v, "99-5", "reservation_placed", data), Applied::AlreadySeen);
         assert_eq!(apply(&mut v, "102-0", "reservation_placed", "not json"), Applied::Unreadable);
-        assert_eq!(v.version, "101-0", "a failed apply leaves the version");
+        assert_eq!(v.version, StreamId::new(101, 0), "a failed apply leaves the version");
         assert!(
             matches!(apply(&mut v, "1000-0", "reservation_placed", data), Applied::Changed(_)),
             "numeric, not lexicographic order"

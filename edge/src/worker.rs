@@ -461,7 +461,7 @@ fn serve_view(
     headers.set("age", &(age_ms / 1000).to_string())?;
     headers.set("allot-stale-ms", &age_ms.to_string())?;
     headers.set("allot-source", source)?;
-    headers.set("allot-version", &view.version)?;
+    headers.set("allot-version", &view.version.to_string())?;
     match live {
         Some(live) => {
             headers.set("allot-stream", &live.stream)?;
@@ -530,9 +530,7 @@ async fn memoized_live_view(env: &Env, site: &SiteId, memo_ms: u64) -> Option<(s
                     memo.clear();
                 }
                 // Two refreshes may race: keep the newer view, so versions never go backwards.
-                let older = memo.get(site).is_some_and(|held| {
-                    crate::view::entry_id(&held.live.view.version) > crate::view::entry_id(&live.view.version)
-                });
+                let older = memo.get(site).is_some_and(|held| held.live.view.version > live.view.version);
                 if older {
                     if let Some(held) = memo.get_mut(site) {
                         held.refreshing = false;

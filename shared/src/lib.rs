@@ -8,10 +8,12 @@ pub mod ids;
 pub mod limits;
 pub mod problem;
 pub mod signature;
+pub mod stream_id;
 pub mod wire;
 
 pub use ids::{IdempotencyKey, InvalidId, ReservationId, ResourceId, SiteId, Slot, ZoneId};
 pub use problem::{PROBLEM_CONTENT_TYPE, Problem, ProblemKind};
+pub use stream_id::{InvalidStreamId, StreamId};
 pub use wire::{
     Availability, AvailabilityQuery, CapacityRequest, Counter, CounterCapacity, EventCounter, EventData, EventType,
     Item, Reservation, ReservationRequest, ReservationStatus, Shortage,

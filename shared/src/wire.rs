@@ -14,6 +14,7 @@ use crate::limits::{
     ZONES_PER_COUNTER_MAX,
 };
 use crate::problem::{Problem, ProblemKind};
+use crate::stream_id::StreamId;
 
 /// One item of a reservation: a quantity of one counter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,7 +260,7 @@ pub struct Availability {
     /// The site.
     pub site: SiteId,
     /// The id of the site's latest event (`0-0` for a site never changed).
-    pub version: String,
+    pub version: StreamId,
     /// Counters sorted by (resource, slot).
     pub counters: Vec<Counter>,
 }

@@ -149,7 +149,7 @@ impl TestCoordinator {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address: SocketAddr = listener.local_addr().expect("address");
         let (trigger, shutdown) = shutdown::channel();
-        let events = allot_core::events::EventHub::new(&redis.url(), shutdown.clone()).expect("hub");
+        let events = allot_core::events::EventHub::new(store.connector().clone(), shutdown.clone());
         let state = AppState {
             store: store.clone(),
             auth,
@@ -329,7 +329,7 @@ pub fn allot_binary() -> PathBuf {
 pub fn events(redis: &TestRedis, site: &str) -> Vec<(String, String, Value)> {
     let mut connection = redis.connection();
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(format!("allot:{{{site}}}:events"))
+        .arg(allot_core::store::keys::events(&site_id(site)))
         .arg("-")
         .arg("+")
         .query::<redis::streams::StreamRangeReply>(&mut connection)

@@ -16,7 +16,7 @@ fn held(quantity: u64, hold_seconds: u64) -> serde_json::Value {
 fn raw_used(redis: &TestRedis, site: &str) -> i64 {
     let mut connection = redis.connection();
     redis::cmd("HGET")
-        .arg(format!("allot:{{{site}}}:used"))
+        .arg(allot_core::store::keys::used(&crate::common::site_id(site)))
         .arg(format!("vans#{SLOT}"))
         .query::<Option<i64>>(&mut connection)
         .expect("HGET")

@@ -268,7 +268,7 @@ fn the_store_behaves_like_the_model() {
                 let configured = model.counters.iter().filter(|c| c.is_some()).count();
                 prop_assert_eq!(availability.counters.len(), configured);
                 let version = written.last().map_or("0-0", |(id, _, _)| id.as_str());
-                prop_assert_eq!(availability.version.as_str(), version);
+                prop_assert_eq!(availability.version.to_string(), version);
                 let audit = store.audit(&site_id(&site)).await.expect("audit");
                 prop_assert!(audit.mismatches.is_empty(), "audit: {:?}", audit.mismatches);
                 let live = model.reservations.iter().filter(|r| r.status.is_live()).count() as u64;

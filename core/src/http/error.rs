@@ -55,6 +55,11 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %cause, "unexpected store reply");
                 Self::new(ProblemKind::Internal, "internal error")
             }
+            StoreError::Config(cause) => {
+                metrics::counter!("allot_redis_errors_total", "kind" => "configuration").increment(1);
+                tracing::error!(error = %cause, "store configuration");
+                Self::new(ProblemKind::Internal, "internal error")
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use allot_shared::{AvailabilityQuery, Counter, EventData, ProblemKind, SiteId};
+use allot_shared::{AvailabilityQuery, Counter, EventData, ProblemKind, SiteId, StreamId};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{OriginalUri, Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -19,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::auth::Need;
 use super::error::ApiError;
 use super::{AppState, Checked, no_query, site_from};
-use crate::events::{self, EntryId, HEARTBEAT_SECONDS, READ_COUNT_MAX, StreamEvent, SubscriberSlot};
+use crate::events::{self, HEARTBEAT_SECONDS, READ_COUNT_MAX, StreamEvent, SubscriberSlot};
 use crate::shutdown::Shutdown;
 
 /// SSE events queued for one client before its writer waits.
@@ -44,7 +44,7 @@ fn resync(reason: &str, detail: &str) -> Event {
 }
 
 fn domain_event(event: &StreamEvent) -> Event {
-    Event::default().id(event.id.clone()).event(event.kind.clone()).data(event.data.clone())
+    Event::default().id(event.id.to_string()).event(event.kind.clone()).data(event.data.clone())
 }
 
 /// The site's domain events as SSE, from a resume point.
@@ -62,7 +62,7 @@ pub async fn events(
     let last_event_id = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("invalid").to_owned());
     let resume = match last_event_id.or(query.after) {
         None => None,
-        Some(text) => Some(EntryId::parse(text.trim()).ok_or_else(|| {
+        Some(text) => Some(StreamId::parse(text.trim()).map_err(|_| {
             ApiError::malformed("Last-Event-ID and after must be a stream id such as 1700000000000-0, or 0")
         })?),
     };
@@ -116,7 +116,7 @@ pub async fn events(
                 if !send_or_stop(&sender, domain_event(event), &mut shutdown).await {
                     return;
                 }
-                sent = EntryId::parse(&event.id).unwrap_or(sent);
+                sent = event.id;
             }
             if !full {
                 break;
@@ -150,7 +150,7 @@ async fn send_or_stop(sender: &Sender, event: Event, shutdown: &mut Shutdown) ->
 /// Sends live events newer than `sent` until the client leaves, the feed lags, or shutdown.
 async fn forward_live(
     mut live: broadcast::Receiver<Arc<StreamEvent>>,
-    mut sent: EntryId,
+    mut sent: StreamId,
     sender: &Sender,
     mut shutdown: Shutdown,
     render: impl Fn(&StreamEvent) -> Option<Event>,
@@ -163,11 +163,10 @@ async fn forward_live(
         };
         match received {
             Ok(event) => {
-                let Some(id) = EntryId::parse(&event.id) else { continue };
-                if id <= sent {
+                if event.id <= sent {
                     continue;
                 }
-                sent = id;
+                sent = event.id;
                 if let Some(rendered) = render(&event)
                     && !send_or_stop(sender, rendered, &mut shutdown).await
                 {
@@ -204,7 +203,7 @@ fn availability_change(site: &SiteId, event: &StreamEvent) -> Option<Event> {
         })
         .collect();
     let body = serde_json::json!({ "site": site, "version": event.id, "counters": counters });
-    Some(Event::default().id(event.id.clone()).event("availability").data(body.to_string()))
+    Some(Event::default().id(event.id.to_string()).event("availability").data(body.to_string()))
 }
 
 /// A snapshot of the site's availability, then each change, as SSE.
@@ -222,10 +221,10 @@ pub async fn availability_stream(
     // Join the feed before the snapshot, so no change falls between them.
     let live = state.events.subscribe(&site).await?;
     let snapshot = state.store.availability(&site, &AvailabilityQuery::default()).await?;
-    let start = EntryId::parse(&snapshot.version).unwrap_or(EntryId(0, 0));
+    let start = snapshot.version;
     let (sender, receiver) = mpsc::channel(CLIENT_QUEUE_EVENTS);
     let first = Event::default()
-        .id(snapshot.version.clone())
+        .id(snapshot.version.to_string())
         .event("snapshot")
         .data(serde_json::to_string(&snapshot).unwrap_or_default());
     let _ = sender.send(Ok(first)).await;
@@ -241,11 +240,11 @@ mod tests {
     use super::*;
 
     fn event(ms: u64) -> Arc<StreamEvent> {
-        Arc::new(StreamEvent { id: format!("{ms}-0"), kind: "capacity_changed".into(), data: "{}".into() })
+        Arc::new(StreamEvent { id: StreamId::new(ms, 0), kind: "capacity_changed".into(), data: "{}".into() })
     }
 
     /// Runs `forward_live` from `sent` until it stops; returns what it queued, rendered.
-    async fn forwarded(live: broadcast::Receiver<Arc<StreamEvent>>, sent: EntryId) -> Vec<String> {
+    async fn forwarded(live: broadcast::Receiver<Arc<StreamEvent>>, sent: StreamId) -> Vec<String> {
         let (sender, mut receiver) = mpsc::channel(16);
         let (_trigger, shutdown) = crate::shutdown::channel();
         forward_live(live, sent, &sender, shutdown, |e| Some(domain_event(e))).await;
@@ -263,7 +262,7 @@ mod tests {
         for ms in 1..=5 {
             feed.send(event(ms)).expect("a receiver exists");
         }
-        let sent = forwarded(live, EntryId(0, 0)).await;
+        let sent = forwarded(live, StreamId::ZERO).await;
         assert_eq!(sent.len(), 1, "only the resync, nothing skipped silently: {sent:?}");
         assert!(sent[0].contains("resync") && sent[0].contains("lagged"), "{sent:?}");
     }
@@ -275,7 +274,7 @@ mod tests {
             feed.send(event(ms)).expect("a receiver exists");
         }
         drop(feed);
-        let ids = forwarded(live, EntryId(2, 0)).await;
+        let ids = forwarded(live, StreamId::new(2, 0)).await;
         // 3 and 4, then the resync telling the client the feed stopped.
         assert_eq!(ids.len(), 3, "{ids:?}");
         assert!(ids[0].contains("3-0") && ids[1].contains("4-0"), "{ids:?}");

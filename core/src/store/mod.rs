@@ -5,52 +5,45 @@
 //! key layout (all of a site's keys share the hash tag `{site}`) and turns script replies into
 //! typed values; it knows nothing of HTTP.
 
+pub mod connection;
+pub mod keys;
 mod reply;
 mod scripts;
-
-use std::time::Duration;
+pub mod streams;
 
 use allot_shared::{
     Availability, AvailabilityQuery, CapacityRequest, Counter, IdempotencyKey, Item, Reservation, ReservationId,
     ReservationRequest, ReservationStatus, ResourceId, Shortage, SiteId, Slot, ZoneId,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
+use self::connection::{Connector, RedisTarget, SharedConnection};
+use self::keys::{counter_field, split_counter_field};
 use self::reply::Reply;
 pub use self::scripts::Scripts;
 
 /// Due holds one script call expires at most: bounds the time Redis spends in one call.
 pub const EXPIRE_BATCH_MAX: u32 = 256;
-/// How long one Redis command may take before the request fails with 503.
-pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 2_000;
-/// How long connecting to Redis may take.
-pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 1_000;
-/// Longest wait between reconnection attempts after Redis went away.
-pub const REDIS_RECONNECT_DELAY_MAX_MS: u64 = 1_000;
-
-/// The set of sites that have (or recently had) held reservations. It is not under a site's hash
-/// tag; only the sweeper and the reserve path touch it, never inside a script.
-const SITES_WITH_HOLDS_KEY: &str = "allot:sites-with-holds";
 
 /// What the store can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// Redis is down, slow, loading, read-only or otherwise unable to answer now.
+    /// Redis is down, slow, loading, read-only, fenced or otherwise unable to answer now:
+    /// retry later. Nothing was applied, or (when a reply was lost) an idempotent retry finds it.
     #[error("redis unavailable: {0}")]
-    Unavailable(#[source] redis::RedisError),
+    Unavailable(String),
     /// Redis answered something this code does not expect: a bug, never user input.
     #[error("unexpected store reply: {0}")]
     Corrupt(String),
+    /// The coordinator was configured with something it cannot use (a bad URL, no Sentinel).
+    #[error("store configuration: {0}")]
+    Config(String),
 }
 
 impl From<redis::RedisError> for StoreError {
     fn from(error: redis::RedisError) -> Self {
         use redis::{ErrorKind, ServerErrorKind};
-        let transient = error.is_io_error()
-            || error.is_timeout()
-            || error.is_connection_dropped()
-            || error.is_connection_refusal()
+        let transient = connection::breaks_connection(&error)
             || matches!(
                 error.kind(),
                 ErrorKind::Server(
@@ -63,9 +56,10 @@ impl From<redis::RedisError> for StoreError {
             )
             || error.kind() == ErrorKind::AuthenticationFailed
             // Server errors redis-rs has no kind for: out of memory, a long script running,
-            // persistence failing, too few replicas, authentication missing.
-            || matches!(error.code(), Some("OOM" | "BUSY" | "MISCONF" | "NOREPLICAS" | "NOAUTH"));
-        if transient { Self::Unavailable(error) } else { Self::Corrupt(error.to_string()) }
+            // persistence failing, too few replicas, authentication missing, a blocked read
+            // ended by a failover.
+            || matches!(error.code(), Some("OOM" | "BUSY" | "MISCONF" | "NOREPLICAS" | "NOAUTH" | "UNBLOCKED"));
+        if transient { Self::Unavailable(error.to_string()) } else { Self::Corrupt(error.to_string()) }
     }
 }
 
@@ -126,7 +120,7 @@ pub struct Audit {
 /// The Allot store on one Redis (or one Redis Cluster slot per site).
 #[derive(Clone)]
 pub struct Store {
-    connection: ConnectionManager,
+    connection: SharedConnection,
     scripts: std::sync::Arc<Scripts>,
     settings: StoreSettings,
 }
@@ -162,30 +156,6 @@ struct StoredDoc {
     expires_at: Option<String>,
 }
 
-/// The key prefix of every key of `site`; `{site}` is the Redis Cluster hash tag.
-pub fn site_prefix(site: &SiteId) -> String {
-    format!("allot:{{{site}}}:")
-}
-
-/// The site's event stream key, `allot:{<site>}:events`.
-pub fn events_key(site: &SiteId) -> String {
-    format!("allot:{{{site}}}:events")
-}
-
-/// The field of a counter in the site's hashes: `#` sorts below every id and slot character,
-/// so lexicographic order of fields is (resource, slot) order.
-fn counter_field(resource: &ResourceId, slot: &Slot) -> String {
-    format!("{resource}#{slot}")
-}
-
-fn split_field(field: &str) -> Result<(ResourceId, Slot), StoreError> {
-    let (resource, slot) =
-        field.split_once('#').ok_or_else(|| StoreError::Corrupt(format!("counter field {field:?}")))?;
-    let resource = ResourceId::parse(resource).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let slot = Slot::parse(slot).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok((resource, slot))
-}
-
 fn parse_zones(csv: &str) -> Result<Option<Vec<ZoneId>>, StoreError> {
     if csv.is_empty() {
         return Ok(None);
@@ -213,17 +183,21 @@ fn reservation_from(status: &str, doc: &str) -> Result<Reservation, StoreError> 
 }
 
 impl Store {
-    /// A store on `redis_url`. Connects lazily and reconnects by itself, so the coordinator
-    /// starts (and answers 503) while Redis is still down.
+    /// A store on the standalone Redis at `redis_url`.
     pub fn connect(redis_url: &str, settings: StoreSettings) -> Result<Self, StoreError> {
-        let client = redis::Client::open(redis_url).map_err(|e| StoreError::Corrupt(format!("redis url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(Duration::from_millis(REDIS_RESPONSE_TIMEOUT_MS)))
-            .set_connection_timeout(Some(Duration::from_millis(REDIS_CONNECT_TIMEOUT_MS)))
-            .set_max_delay(Duration::from_millis(REDIS_RECONNECT_DELAY_MAX_MS))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self { connection, scripts: std::sync::Arc::new(Scripts::new()), settings })
+        Self::open(&RedisTarget::Standalone { url: redis_url.to_owned() }, settings)
+    }
+
+    /// A store on `target`. Connects lazily and reconnects by itself (following failovers),
+    /// so the coordinator starts (and answers 503) while Redis is still down.
+    pub fn open(target: &RedisTarget, settings: StoreSettings) -> Result<Self, StoreError> {
+        let connector = Connector::new(target)?;
+        Ok(Self::with_connector(connector, settings))
+    }
+
+    /// A store on an existing connector (shared with the event hub).
+    pub fn with_connector(connector: Connector, settings: StoreSettings) -> Self {
+        Self { connection: SharedConnection::new(connector), scripts: std::sync::Arc::new(Scripts::new()), settings }
     }
 
     /// The store's settings.
@@ -231,23 +205,30 @@ impl Store {
         &self.settings
     }
 
-    /// A clone of the multiplexed connection, for commands outside scripts.
-    pub fn connection(&self) -> ConnectionManager {
-        self.connection.clone()
+    /// The connector: where the primary is, and new connections to it.
+    pub fn connector(&self) -> &Connector {
+        self.connection.connector()
+    }
+
+    /// The shared connection, for commands outside scripts.
+    pub fn shared(&self) -> &SharedConnection {
+        &self.connection
     }
 
     /// Pings Redis.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        let _: String = self.connection.query(&redis::cmd("PING")).await?;
         Ok(())
     }
 
     /// Loads every script into Redis (idempotent).
     pub async fn load_scripts(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut lease = self.connection.get().await?;
         for script in self.scripts.all() {
-            script.load_async(&mut connection).await?;
+            if let Err(error) = script.load_async(&mut lease.connection).await {
+                self.connection.failed(&lease, &error);
+                return Err(error.into());
+            }
         }
         Ok(())
     }
@@ -255,20 +236,30 @@ impl Store {
     /// Whether Redis answers and holds every script (loading any that are missing, as after a
     /// Redis restart without persistence or a failover to a fresh replica).
     pub async fn ready(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
         let mut exists = redis::cmd("SCRIPT");
         exists.arg("EXISTS");
         for script in self.scripts.all() {
             exists.arg(script.get_hash());
         }
-        let present: Vec<bool> = exists.query_async(&mut connection).await?;
+        let present: Vec<bool> = self.connection.query(&exists).await?;
         if present.iter().all(|p| *p) { Ok(()) } else { self.load_scripts().await }
     }
 
+    async fn invoke(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<Reply, StoreError> {
+        let mut lease = self.connection.get().await?;
+        match invocation.invoke_async::<Vec<redis::Value>>(&mut lease.connection).await {
+            Ok(values) => Reply::new(values),
+            Err(error) => {
+                self.connection.failed(&lease, &error);
+                Err(error.into())
+            }
+        }
+    }
+
     fn invocation<'a>(&self, script: &'a redis::Script, site: &SiteId) -> redis::ScriptInvocation<'a> {
-        let mut invocation = script.key(events_key(site));
+        let mut invocation = script.key(keys::events(site));
         invocation
-            .arg(site_prefix(site))
+            .arg(keys::site_prefix(site))
             .arg(self.settings.almost_full_percent)
             .arg(self.settings.events_retained_max)
             .arg(self.settings.finished_retention_seconds);
@@ -276,9 +267,7 @@ impl Store {
     }
 
     async fn run(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<Reply, StoreError> {
-        let mut connection = self.connection.clone();
-        let values: Vec<redis::Value> = invocation.invoke_async(&mut connection).await?;
-        let reply = Reply::new(values)?;
+        let reply = self.invoke(invocation).await?;
         let expired = reply.int(1)?;
         if expired > 0 {
             metrics::counter!("allot_holds_expired_total", "by" => "request").increment(expired.unsigned_abs());
@@ -311,7 +300,7 @@ impl Store {
             }
             other => return Err(StoreError::Corrupt(format!("set_capacity tag {other}"))),
         }
-        let version = reply.string(2)?;
+        let version = reply.stream_id(2)?;
         let useds = reply.ints(3)?;
         if useds.len() != request.counters.len() {
             return Err(StoreError::Corrupt("set_capacity: used count".into()));
@@ -345,13 +334,13 @@ impl Store {
             .arg(query.to.as_ref().map_or("", |s| s.as_str()))
             .arg(EXPIRE_BATCH_MAX);
         let reply = self.run(&invocation).await?;
-        let version = reply.string(2)?;
+        let version = reply.stream_id(2)?;
         let mut counters = Vec::with_capacity(reply.len().saturating_sub(3) / 4);
         let mut next = 3;
         while next + 4 <= reply.len() {
             let at = next;
             next += 4;
-            let (resource, slot) = split_field(&reply.string(at)?)?;
+            let (resource, slot) = split_counter_field(&reply.string(at)?)?;
             if !query.matches(&resource, &slot) {
                 continue;
             }
@@ -468,18 +457,14 @@ impl Store {
     pub async fn expire_due(&self, site: &SiteId) -> Result<(u64, u64), StoreError> {
         let mut invocation = self.invocation(&self.scripts.expire, site);
         invocation.arg(EXPIRE_BATCH_MAX);
-        let mut connection = self.connection.clone();
-        let values: Vec<redis::Value> = invocation.invoke_async(&mut connection).await?;
-        let reply = Reply::new(values)?;
+        let reply = self.invoke(&invocation).await?;
         Ok((reply.int(1)?.unsigned_abs(), reply.int(2)?.unsigned_abs()))
     }
 
     /// Recomputes every counter's `used` from the site's live reservations.
     pub async fn audit(&self, site: &SiteId) -> Result<Audit, StoreError> {
         let invocation = self.invocation(&self.scripts.audit, site);
-        let mut connection = self.connection.clone();
-        let values: Vec<redis::Value> = invocation.invoke_async(&mut connection).await?;
-        let reply = Reply::new(values)?;
+        let reply = self.invoke(&invocation).await?;
         let mut mismatches = Vec::new();
         let mut index = 4;
         while index + 3 <= reply.len() {
@@ -496,31 +481,34 @@ impl Store {
     /// Records that `site` has holds, so the sweeper visits it. Called after a hold is placed
     /// (see `sweeper` for why after, not before).
     pub async fn note_site_with_holds(&self, site: &SiteId) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        let _: i64 =
-            redis::cmd("SADD").arg(SITES_WITH_HOLDS_KEY).arg(site.as_str()).query_async(&mut connection).await?;
+        let _: i64 = self.connection.query(redis::cmd("SADD").arg(keys::SITES_WITH_HOLDS).arg(site.as_str())).await?;
         Ok(())
     }
 
     /// The sites the sweeper visits.
     pub async fn sites_with_holds(&self) -> Result<Vec<SiteId>, StoreError> {
-        let mut connection = self.connection.clone();
-        let names: Vec<String> = redis::cmd("SMEMBERS").arg(SITES_WITH_HOLDS_KEY).query_async(&mut connection).await?;
+        let names: Vec<String> = self.connection.query(redis::cmd("SMEMBERS").arg(keys::SITES_WITH_HOLDS)).await?;
         Ok(names.iter().filter_map(|n| SiteId::parse(n).ok()).collect())
     }
 
     /// Drops `site` from the sweeper's set once it has no holds, then looks again and puts it
     /// back if a hold arrived meanwhile.
     pub async fn forget_site_without_holds(&self, site: &SiteId) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        let _: i64 =
-            redis::cmd("SREM").arg(SITES_WITH_HOLDS_KEY).arg(site.as_str()).query_async(&mut connection).await?;
-        let holds: i64 =
-            redis::cmd("ZCARD").arg(format!("{}holds", site_prefix(site))).query_async(&mut connection).await?;
+        let _: i64 = self.connection.query(redis::cmd("SREM").arg(keys::SITES_WITH_HOLDS).arg(site.as_str())).await?;
+        let holds: i64 = self.connection.query(redis::cmd("ZCARD").arg(keys::holds(site))).await?;
         if holds > 0 {
             self.note_site_with_holds(site).await?;
         }
         Ok(())
+    }
+
+    /// One step of a SCAN over every site's holds index: (next cursor, the sites found).
+    pub async fn scan_sites_with_holds(&self, cursor: u64, count: u32) -> Result<(u64, Vec<SiteId>), StoreError> {
+        let (next, found): (u64, Vec<String>) = self
+            .connection
+            .query(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(keys::HOLDS_PATTERN).arg("COUNT").arg(count))
+            .await?;
+        Ok((next, found.iter().filter_map(|key| keys::site_of_holds_key(key)).collect()))
     }
 }
 

@@ -49,6 +49,11 @@ impl Reply {
         }
     }
 
+    /// A stream id value (a version).
+    pub fn stream_id(&self, index: usize) -> Result<allot_shared::StreamId, StoreError> {
+        allot_shared::StreamId::parse(&self.string(index)?).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
     /// An integer value.
     pub fn int(&self, index: usize) -> Result<i64, StoreError> {
         match self.value(index)? {
