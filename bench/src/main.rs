@@ -119,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
     let edge = procs::Edge::start(&cli.root, &[&coordinator.base], SECRET).await?;
     let pg = postgres::Postgres::start().await?;
     let store = Store::connect(&redis.url, Default::default())?;
-    store.load_scripts().await?;
+    store.load_functions().await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
     let mut bench = Bench {
         store,

@@ -8,5 +8,7 @@ local status = redis.call('HGET', key, 'status')
 if status == 'held' or status == 'confirmed' then
   finish(id, 'cancelled', 'reservation_cancelled')
   status = 'cancelled'
+else
+  touch()
 end
 return { 'ok', expired, status, redis.call('HGET', key, 'doc') }

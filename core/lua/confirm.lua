@@ -23,6 +23,7 @@ if status == 'held' then
   emit('reservation_confirmed', '{"reservation":' .. with_status(fields[2], 'confirmed') .. ',"counters":[' .. table.concat(counters, ',') .. ']}')
   return { 'ok', expired, 'confirmed', fields[2] }
 elseif status == 'confirmed' then
+  touch()
   return { 'ok', expired, status, fields[2] }
 end
 return { 'notheld', expired, status, fields[2] }

@@ -1,21 +1,41 @@
--- Allot: helpers prepended to every script (see core/src/store/scripts.rs).
--- Every key of a site starts with ARGV[1] = 'allot:{<site>}:' and so lives in one Redis Cluster
--- hash slot; KEYS[1] is the site's event stream and names that slot for routing. Keys built
+-- Allot: helpers shared by every function of the library (see core/src/store/functions.rs).
+-- Every key of a site starts with args[1] = 'allot:{<site>}:' and so lives in one Redis Cluster
+-- hash slot; keys[1] is the site's event stream and names that slot for routing. Keys built
 -- below from the prefix are in the same slot by construction.
--- ARGV[2] almost-full threshold in percent, ARGV[3] approximate stream length bound,
--- ARGV[4] seconds to keep finished (cancelled, expired) reservations; script arguments follow.
-local P = ARGV[1]
-local THRESHOLD_PCT = tonumber(ARGV[2])
-local EVENTS_MAXLEN = ARGV[3]
-local FINISHED_TTL_SECONDS = tonumber(ARGV[4])
-local K_EVENTS = KEYS[1]
-local K_CAPACITY = P .. 'capacity' -- hash: 'resource#slot' -> capacity
-local K_USED = P .. 'used'         -- hash: 'resource#slot' -> used
-local K_ZONES = P .. 'zones'       -- hash: 'resource#slot' -> ',zone1,zone2,' (absent: no restriction)
-local K_INDEX = P .. 'counters'    -- zset, all scores 0: 'resource#slot', lexicographic = (resource, slot)
-local K_HOLDS = P .. 'holds'       -- zset: reservation id -> hold end in ms since the epoch
-local K_LIVE = P .. 'live'         -- set: ids of held and confirmed reservations
-local K_META = P .. 'meta'         -- hash: version (id of the latest event)
+-- args[2] almost-full threshold in percent, args[3] approximate stream length bound,
+-- args[4] seconds to keep finished (cancelled, expired) reservations; each function's own
+-- arguments follow. bind() sets these per call (a function runs alone, never re-entered).
+local P, THRESHOLD_PCT, EVENTS_MAXLEN, FINISHED_TTL_SECONDS
+local K_EVENTS
+local K_CAPACITY -- hash: 'resource#slot' -> capacity
+local K_USED     -- hash: 'resource#slot' -> used
+local K_ZONES    -- hash: 'resource#slot' -> ',zone1,zone2,' (absent: no restriction)
+local K_INDEX    -- zset, all scores 0: 'resource#slot', lexicographic = (resource, slot)
+local K_HOLDS    -- zset: reservation id -> hold end in ms since the epoch
+local K_LIVE     -- set: ids of held and confirmed reservations
+local K_META     -- hash: version (id of the latest event), acks (see touch)
+
+local function bind(keys, args)
+  P = args[1]
+  THRESHOLD_PCT = tonumber(args[2])
+  EVENTS_MAXLEN = args[3]
+  FINISHED_TTL_SECONDS = tonumber(args[4])
+  K_EVENTS = keys[1]
+  K_CAPACITY = P .. 'capacity'
+  K_USED = P .. 'used'
+  K_ZONES = P .. 'zones'
+  K_INDEX = P .. 'counters'
+  K_HOLDS = P .. 'holds'
+  K_LIVE = P .. 'live'
+  K_META = P .. 'meta'
+end
+
+-- An answer that changes nothing (a replay, a second confirm or cancel) still writes this one
+-- counter, so that WAIT on the same connection covers the write it reports: replication is in
+-- order, so a replica that has this write has every earlier one.
+local function touch()
+  redis.call('HINCRBY', K_META, 'acks', 1)
+end
 
 local function reservation_key(id) return P .. 'res:' .. id end
 

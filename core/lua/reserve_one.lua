@@ -3,6 +3,15 @@
 -- Returns { tag, a, b, expired }: placed/replay (status, document), reused, zone (refused
 -- counters JSON), short (shortages JSON); expired counts a replayed hold found due (0 or 1).
 local function reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, idem_ttl, fields, quantities, now)
+  -- The same call sent again (a client library's retry, a re-send after a lost reply): the id
+  -- the coordinator chose is already stored, so answer it as a replay instead of placing twice.
+  -- (With a key, the idempotency record below finds it first.)
+  if idem == '' and redis.call('EXISTS', reservation_key(id)) == 1 then
+    touch()
+    local expired = expire_if_due(id, now)
+    local stored = redis.call('HMGET', reservation_key(id), 'status', 'doc')
+    return { 'replay', stored[1], stored[2], expired }
+  end
   local idem_key = P .. 'idem:' .. idem
   if idem ~= '' then
     local record = redis.call('GET', idem_key)
@@ -13,6 +22,7 @@ local function reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, idem_
       end
       local previous = string.sub(record, space + 1)
       if redis.call('EXISTS', reservation_key(previous)) == 1 then
+        touch()
         local expired = expire_if_due(previous, now)
         local stored = redis.call('HMGET', reservation_key(previous), 'status', 'doc')
         return { 'replay', stored[1], stored[2], expired }

@@ -50,7 +50,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, None) => unreachable!("an embedded redis is started when no URL is given"),
     };
     let store = Store::connect(&redis_url, args.store_settings())?;
-    if let Err(error) = store.load_scripts().await {
+    if let Err(error) = store.load_functions().await {
         tracing::warn!(%error, "redis is not answering yet; serving 503 until it does");
     }
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;

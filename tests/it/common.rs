@@ -145,7 +145,7 @@ impl TestCoordinator {
     /// A coordinator with the given credentials and settings.
     pub async fn start_with(redis: &TestRedis, auth: Auth, settings: StoreSettings) -> Self {
         let store = Store::connect(&redis.url(), settings).expect("store");
-        store.load_scripts().await.expect("scripts load");
+        store.load_functions().await.expect("functions load");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address: SocketAddr = listener.local_addr().expect("address");
         let (trigger, shutdown) = shutdown::channel();

@@ -50,7 +50,7 @@ async fn a_restarted_coordinator_does_not_leave_the_edge_stale() {
     coordinator.kill();
     // Changed while the coordinator (and so the edge's stream) is down.
     let store = allot_core::store::Store::connect(&redis.url(), Default::default()).expect("store");
-    store.load_scripts().await.expect("scripts");
+    store.load_functions().await.expect("functions load");
     let capacity = allot_shared::CapacityRequest::parse(
         json!({"counters": [{"resource": "vans", "slot": SLOT, "capacity": 9}]}).to_string().as_bytes(),
     )
@@ -80,7 +80,7 @@ async fn an_edge_whose_resume_point_was_trimmed_reloads_its_snapshot() {
     // Far more changes than the stream keeps, while the edge cannot hear them.
     let settings = allot_core::store::StoreSettings { events_retained_max: 50, ..Default::default() };
     let store = allot_core::store::Store::connect(&redis.url(), settings).expect("store");
-    store.load_scripts().await.expect("scripts");
+    store.load_functions().await.expect("functions load");
     for capacity in 100..400u64 {
         let body = json!({"counters": [{"resource": "vans", "slot": SLOT, "capacity": capacity}]});
         let request = allot_shared::CapacityRequest::parse(body.to_string().as_bytes()).expect("capacity");

@@ -113,3 +113,34 @@ async fn concurrent_requests_with_one_key_make_one_reservation() {
     assert_eq!(api.used("race", "vans", SLOT).await, 3);
     coordinator.assert_consistent("race").await;
 }
+
+/// A function call sent twice (a client library's retry, a re-send after a lost reply) with
+/// the id the coordinator chose places one reservation: the second answers as a replay. And
+/// a Redis that lost the library gets it back on the next call.
+#[tokio::test]
+async fn the_same_call_sent_twice_places_once_and_a_lost_library_is_reloaded() {
+    use allot_core::store::ReserveOutcome;
+    use allot_shared::{ReservationId, ReservationRequest};
+
+    let redis = TestRedis::start();
+    let coordinator = TestCoordinator::start(&redis).await;
+    let api = Api::new(&coordinator.base);
+    api.set_capacity("resend", &[("vans", SLOT, 5)]).await;
+    let site = crate::common::site_id("resend");
+    let request = ReservationRequest::parse(one_item("vans", SLOT, 2).to_string().as_bytes()).expect("request");
+    let id = ReservationId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
+    let first = coordinator.store.reserve(&site, &request, None, &id).await.expect("store");
+    assert!(matches!(first, ReserveOutcome::Placed(_)), "{first:?}");
+    let again = coordinator.store.reserve(&site, &request, None, &id).await.expect("store");
+    assert!(matches!(&again, ReserveOutcome::Replayed(r) if r.id == id), "{again:?}");
+    assert_eq!(api.used("resend", "vans", SLOT).await, 2, "placed once");
+
+    let _: String = redis::cmd("FUNCTION").arg("FLUSH").query(&mut redis.connection()).expect("flush");
+    assert_eq!(coordinator.store.loaded_version().await.expect("store"), None);
+    assert_eq!(api.used("resend", "vans", SLOT).await, 2, "the call reloaded the library");
+    assert_eq!(
+        coordinator.store.loaded_version().await.expect("store").as_deref(),
+        Some(coordinator.store.library_version())
+    );
+    coordinator.assert_consistent("resend").await;
+}

@@ -226,7 +226,7 @@ fn the_store_behaves_like_the_model() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let store = runtime.block_on(async {
         let store = Store::connect(&redis.url(), Default::default()).expect("store");
-        store.load_scripts().await.expect("scripts");
+        store.load_functions().await.expect("functions load");
         store
     });
     let case = Cell::new(0u32);

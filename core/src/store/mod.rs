@@ -6,9 +6,9 @@
 //! typed values; it knows nothing of HTTP.
 
 pub mod connection;
+pub mod functions;
 pub mod keys;
 mod reply;
-mod scripts;
 pub mod streams;
 
 use allot_shared::{
@@ -18,9 +18,9 @@ use allot_shared::{
 use serde::{Deserialize, Serialize};
 
 use self::connection::{Connector, RedisTarget, SharedConnection};
+use self::functions::{Function, Library};
 use self::keys::{counter_field, split_counter_field};
 use self::reply::Reply;
-pub use self::scripts::Scripts;
 
 /// Due holds one script call expires at most: bounds the time Redis spends in one call.
 pub const EXPIRE_BATCH_MAX: u32 = 256;
@@ -121,7 +121,7 @@ pub struct Audit {
 #[derive(Clone)]
 pub struct Store {
     connection: SharedConnection,
-    scripts: std::sync::Arc<Scripts>,
+    library: std::sync::Arc<Library>,
     settings: StoreSettings,
 }
 
@@ -197,7 +197,7 @@ impl Store {
 
     /// A store on an existing connector (shared with the event hub).
     pub fn with_connector(connector: Connector, settings: StoreSettings) -> Self {
-        Self { connection: SharedConnection::new(connector), scripts: std::sync::Arc::new(Scripts::new()), settings }
+        Self { connection: SharedConnection::new(connector), library: std::sync::Arc::new(Library::new()), settings }
     }
 
     /// The store's settings.
@@ -221,53 +221,67 @@ impl Store {
         Ok(())
     }
 
-    /// Loads every script into Redis (idempotent).
-    pub async fn load_scripts(&self) -> Result<(), StoreError> {
-        let mut lease = self.connection.get().await?;
-        for script in self.scripts.all() {
-            if let Err(error) = script.load_async(&mut lease.connection).await {
-                self.connection.failed(&lease, &error);
-                return Err(error.into());
-            }
-        }
+    /// The version of the Functions library this build runs.
+    pub fn library_version(&self) -> &str {
+        &self.library.version
+    }
+
+    /// Loads the Functions library into Redis (`FUNCTION LOAD REPLACE`: idempotent).
+    pub async fn load_functions(&self) -> Result<(), StoreError> {
+        let _: String =
+            self.connection.query(redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(&self.library.code)).await?;
+        tracing::info!(version = %self.library.version, "loaded the Functions library");
         Ok(())
     }
 
-    /// Whether Redis answers and holds every script (loading any that are missing, as after a
-    /// Redis restart without persistence or a failover to a fresh replica).
+    /// The version of the library Redis holds, if any.
+    pub async fn loaded_version(&self) -> Result<Option<String>, StoreError> {
+        match self.connection.query::<String>(redis::cmd("FCALL").arg(functions::VERSION_FUNCTION).arg(0)).await {
+            Ok(version) => Ok(Some(version)),
+            Err(StoreError::Corrupt(message)) if is_missing_function(&message) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Whether Redis answers and holds this build's library, loading it if it is missing or
+    /// another version (a Redis restarted without its data, a fresh replica promoted).
     pub async fn ready(&self) -> Result<(), StoreError> {
-        let mut exists = redis::cmd("SCRIPT");
-        exists.arg("EXISTS");
-        for script in self.scripts.all() {
-            exists.arg(script.get_hash());
-        }
-        let present: Vec<bool> = self.connection.query(&exists).await?;
-        if present.iter().all(|p| *p) { Ok(()) } else { self.load_scripts().await }
-    }
-
-    async fn invoke(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<Reply, StoreError> {
-        let mut lease = self.connection.get().await?;
-        match invocation.invoke_async::<Vec<redis::Value>>(&mut lease.connection).await {
-            Ok(values) => Reply::new(values),
-            Err(error) => {
-                self.connection.failed(&lease, &error);
-                Err(error.into())
-            }
+        match self.loaded_version().await? {
+            Some(version) if version == self.library.version => Ok(()),
+            _ => self.load_functions().await,
         }
     }
 
-    fn invocation<'a>(&self, script: &'a redis::Script, site: &SiteId) -> redis::ScriptInvocation<'a> {
-        let mut invocation = script.key(keys::events(site));
-        invocation
+    /// `FCALL <function> 1 <site's stream> <shared arguments>`; the caller adds its own.
+    fn call(&self, function: Function, site: &SiteId) -> redis::Cmd {
+        let mut command = redis::cmd("FCALL");
+        command
+            .arg(function.name())
+            .arg(1)
+            .arg(keys::events(site))
             .arg(keys::site_prefix(site))
             .arg(self.settings.almost_full_percent)
             .arg(self.settings.events_retained_max)
             .arg(self.settings.finished_retention_seconds);
-        invocation
+        command
     }
 
-    async fn run(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<Reply, StoreError> {
-        let reply = self.invoke(invocation).await?;
+    /// Runs one function call; if Redis lacks the library (it lost its data), loads it and
+    /// runs the call once more.
+    async fn invoke(&self, command: &redis::Cmd) -> Result<Reply, StoreError> {
+        let values: Vec<redis::Value> = match self.connection.query(command).await {
+            Err(StoreError::Corrupt(message)) if is_missing_function(&message) => {
+                tracing::warn!("redis lacks the Functions library; loading it");
+                self.load_functions().await?;
+                self.connection.query(command).await?
+            }
+            other => other?,
+        };
+        Reply::new(values)
+    }
+
+    async fn run(&self, command: &redis::Cmd) -> Result<Reply, StoreError> {
+        let reply = self.invoke(command).await?;
         let expired = reply.int(1)?;
         if expired > 0 {
             metrics::counter!("allot_holds_expired_total", "by" => "request").increment(expired.unsigned_abs());
@@ -277,8 +291,8 @@ impl Store {
 
     /// Sets capacity absolutely for the named counters; answers them as now stored.
     pub async fn set_capacity(&self, site: &SiteId, request: &CapacityRequest) -> Result<CapacityOutcome, StoreError> {
-        let mut invocation = self.invocation(&self.scripts.set_capacity, site);
-        invocation.arg(allot_shared::limits::COUNTERS_PER_SITE_MAX).arg(EXPIRE_BATCH_MAX);
+        let mut call = self.call(Function::SetCapacity, site);
+        call.arg(allot_shared::limits::COUNTERS_PER_SITE_MAX).arg(EXPIRE_BATCH_MAX);
         for counter in &request.counters {
             let zones = match &counter.zones {
                 None => String::new(),
@@ -287,9 +301,9 @@ impl Store {
                     format!(",{},", names.join(","))
                 }
             };
-            invocation.arg(counter_field(&counter.resource, &counter.slot)).arg(counter.capacity).arg(zones);
+            call.arg(counter_field(&counter.resource, &counter.slot)).arg(counter.capacity).arg(zones);
         }
-        let reply = self.run(&invocation).await?;
+        let reply = self.run(&call).await?;
         match reply.tag()? {
             "ok" => {}
             "toomany" => {
@@ -327,13 +341,12 @@ impl Store {
 
     /// The site's counters matching `query`, with the version they stand at.
     pub async fn availability(&self, site: &SiteId, query: &AvailabilityQuery) -> Result<Availability, StoreError> {
-        let mut invocation = self.invocation(&self.scripts.availability, site);
-        invocation
-            .arg(query.resource.as_ref().map_or("", |r| r.as_str()))
+        let mut call = self.call(Function::Availability, site);
+        call.arg(query.resource.as_ref().map_or("", |r| r.as_str()))
             .arg(query.from.as_ref().map_or("", |s| s.as_str()))
             .arg(query.to.as_ref().map_or("", |s| s.as_str()))
             .arg(EXPIRE_BATCH_MAX);
-        let reply = self.run(&invocation).await?;
+        let reply = self.run(&call).await?;
         let version = reply.stream_id(2)?;
         let mut counters = Vec::with_capacity(reply.len().saturating_sub(3) / 4);
         let mut next = 3;
@@ -360,9 +373,8 @@ impl Store {
         idempotency_key: Option<&IdempotencyKey>,
         id: &ReservationId,
     ) -> Result<ReserveOutcome, StoreError> {
-        let mut invocation = self.invocation(&self.scripts.reserve, site);
-        invocation
-            .arg(id.as_str())
+        let mut call = self.call(Function::Reserve, site);
+        call.arg(id.as_str())
             .arg(idempotency_key.map_or("", |k| k.as_str()))
             .arg(request.fingerprint())
             .arg(request.hold_seconds.unwrap_or(0))
@@ -371,9 +383,9 @@ impl Store {
             .arg(allot_shared::limits::IDEMPOTENCY_TTL_SECONDS)
             .arg(EXPIRE_BATCH_MAX);
         for item in &request.items {
-            invocation.arg(counter_field(&item.resource, &item.slot)).arg(item.quantity);
+            call.arg(counter_field(&item.resource, &item.slot)).arg(item.quantity);
         }
-        let reply = self.run(&invocation).await?;
+        let reply = self.run(&call).await?;
         reserve_outcome(reply.tag()?, || reply.string(2), || reply.string(3))
     }
 
@@ -386,12 +398,11 @@ impl Store {
         batch: &[BatchedReservation],
     ) -> Result<Vec<ReserveOutcome>, StoreError> {
         assert!(batch.len() <= RESERVE_BATCH_MAX, "the caller bounds the batch");
-        let mut invocation = self.invocation(&self.scripts.reserve_batch, site);
-        invocation.arg(EXPIRE_BATCH_MAX).arg(allot_shared::limits::IDEMPOTENCY_TTL_SECONDS).arg(batch.len());
+        let mut call = self.call(Function::ReserveBatch, site);
+        call.arg(EXPIRE_BATCH_MAX).arg(allot_shared::limits::IDEMPOTENCY_TTL_SECONDS).arg(batch.len());
         for entry in batch {
             let request = &entry.request;
-            invocation
-                .arg(entry.id.as_str())
+            call.arg(entry.id.as_str())
                 .arg(entry.idempotency_key.as_ref().map_or("", |k| k.as_str()))
                 .arg(request.fingerprint())
                 .arg(request.hold_seconds.unwrap_or(0))
@@ -399,10 +410,10 @@ impl Store {
                 .arg(reservation_doc(site, request, &entry.id)?)
                 .arg(request.items.len());
             for item in &request.items {
-                invocation.arg(counter_field(&item.resource, &item.slot)).arg(item.quantity);
+                call.arg(counter_field(&item.resource, &item.slot)).arg(item.quantity);
             }
         }
-        let reply = self.run(&invocation).await?;
+        let reply = self.run(&call).await?;
         if reply.tag()? != "batch" || reply.len() != 2 + 3 * batch.len() {
             return Err(StoreError::Corrupt(format!("batch reply of {} values for {}", reply.len(), batch.len())));
         }
@@ -416,9 +427,9 @@ impl Store {
 
     /// Confirms a held reservation.
     pub async fn confirm(&self, site: &SiteId, id: &ReservationId) -> Result<ConfirmOutcome, StoreError> {
-        let mut invocation = self.invocation(&self.scripts.confirm, site);
-        invocation.arg(id.as_str());
-        let reply = self.run(&invocation).await?;
+        let mut call = self.call(Function::Confirm, site);
+        call.arg(id.as_str());
+        let reply = self.run(&call).await?;
         Ok(match reply.tag()? {
             "notfound" => ConfirmOutcome::NotFound,
             "ok" => ConfirmOutcome::Confirmed(reservation_from(&reply.string(2)?, &reply.string(3)?)?),
@@ -429,23 +440,23 @@ impl Store {
 
     /// Cancels a reservation (idempotent); `None` if unknown.
     pub async fn cancel(&self, site: &SiteId, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
-        self.reservation_script(&self.scripts.cancel, site, id).await
+        self.reservation_function(Function::Cancel, site, id).await
     }
 
     /// Reads a reservation; `None` if unknown.
     pub async fn reservation(&self, site: &SiteId, id: &ReservationId) -> Result<Option<Reservation>, StoreError> {
-        self.reservation_script(&self.scripts.read_reservation, site, id).await
+        self.reservation_function(Function::ReadReservation, site, id).await
     }
 
-    async fn reservation_script(
+    async fn reservation_function(
         &self,
-        script: &redis::Script,
+        function: Function,
         site: &SiteId,
         id: &ReservationId,
     ) -> Result<Option<Reservation>, StoreError> {
-        let mut invocation = self.invocation(script, site);
-        invocation.arg(id.as_str());
-        let reply = self.run(&invocation).await?;
+        let mut call = self.call(function, site);
+        call.arg(id.as_str());
+        let reply = self.run(&call).await?;
         match reply.tag()? {
             "notfound" => Ok(None),
             "ok" => Ok(Some(reservation_from(&reply.string(2)?, &reply.string(3)?)?)),
@@ -455,16 +466,16 @@ impl Store {
 
     /// Expires up to `EXPIRE_BATCH_MAX` due holds of `site`. Returns (expired, holds left).
     pub async fn expire_due(&self, site: &SiteId) -> Result<(u64, u64), StoreError> {
-        let mut invocation = self.invocation(&self.scripts.expire, site);
-        invocation.arg(EXPIRE_BATCH_MAX);
-        let reply = self.invoke(&invocation).await?;
+        let mut call = self.call(Function::Expire, site);
+        call.arg(EXPIRE_BATCH_MAX);
+        let reply = self.invoke(&call).await?;
         Ok((reply.int(1)?.unsigned_abs(), reply.int(2)?.unsigned_abs()))
     }
 
     /// Recomputes every counter's `used` from the site's live reservations.
     pub async fn audit(&self, site: &SiteId) -> Result<Audit, StoreError> {
-        let invocation = self.invocation(&self.scripts.audit, site);
-        let reply = self.invoke(&invocation).await?;
+        let call = self.call(Function::Audit, site);
+        let reply = self.invoke(&call).await?;
         let mut mismatches = Vec::new();
         let mut index = 4;
         while index + 3 <= reply.len() {
@@ -510,6 +521,11 @@ impl Store {
             .await?;
         Ok((next, found.iter().filter_map(|key| keys::site_of_holds_key(key)).collect()))
     }
+}
+
+/// Whether a Redis error message says the library (or one of its functions) is not loaded.
+fn is_missing_function(message: &str) -> bool {
+    message.contains("Function not found") || message.contains("function not found")
 }
 
 /// The result of a capacity PUT.
