@@ -73,10 +73,35 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Redis to use (redis://host:port/db). Unset: start and supervise a private redis-server
-    /// with persistence (AOF, fsync every second) under --data-dir.
-    #[arg(long, env = "ALLOT_REDIS_URL")]
+    /// Redis to use (redis://host:port/db). Unset (and no --redis-sentinels): start and
+    /// supervise a private redis-server with persistence (AOF, fsync every second) under
+    /// --data-dir.
+    #[arg(long, env = "ALLOT_REDIS_URL", conflicts_with = "redis_sentinels")]
     pub redis_url: Option<String>,
+
+    /// Sentinels that monitor the Redis primary (host:port,host:port,...). The coordinator
+    /// asks them for the primary, verifies it with ROLE, and follows failovers.
+    #[arg(long, env = "ALLOT_REDIS_SENTINELS", value_delimiter = ',', num_args = 1..)]
+    pub redis_sentinels: Vec<String>,
+
+    /// The name the Sentinels monitor the primary under.
+    #[arg(long, env = "ALLOT_REDIS_MASTER", default_value = "allot")]
+    pub redis_master: String,
+
+    /// Replicas a change must reach (WAIT) before it is acknowledged; short of that the answer
+    /// is 503 with the outcome unknown. Default: 1 with Sentinel, 0 with one Redis.
+    #[arg(long, env = "ALLOT_ACK_REPLICAS", value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub ack_replicas: Option<u32>,
+
+    /// How long one WAIT for the replicas may take, in milliseconds.
+    #[arg(long, env = "ALLOT_ACK_TIMEOUT_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..=crate::store::ack::ACK_TIMEOUT_MS_MAX))]
+    pub ack_timeout_ms: u64,
+
+    /// Changes acknowledged by one WAIT at most (group commit); 1 waits once per change.
+    #[arg(long, env = "ALLOT_ACK_BATCH_MAX", default_value_t = crate::store::ack::ACK_BATCH_MAX as u16,
+          value_parser = clap::value_parser!(u16).range(1..=crate::store::ack::ACK_BATCH_MAX as i64))]
+    pub ack_batch_max: u16,
 
     /// Where the private redis-server keeps its data (only without --redis-url).
     #[arg(long, env = "ALLOT_DATA_DIR", default_value = "./data")]
@@ -119,6 +144,16 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// How changes are acknowledged, from the flags and the Redis mode.
+    pub fn ack_settings(&self) -> crate::store::ack::AckSettings {
+        let default_replicas = if self.redis_sentinels.is_empty() { 0 } else { 1 };
+        crate::store::ack::AckSettings {
+            replicas: self.ack_replicas.unwrap_or(default_replicas),
+            timeout_ms: self.ack_timeout_ms,
+            batch_max: usize::from(self.ack_batch_max),
+        }
+    }
+
     /// The store tunables from the flags.
     pub fn store_settings(&self) -> StoreSettings {
         StoreSettings {

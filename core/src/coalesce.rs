@@ -186,7 +186,7 @@ async fn call(store: &Store, site: &SiteId, batch: Vec<Pending>) {
     match store.reserve_batch(site, &entries).await {
         Ok(outcomes) => {
             for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                let _ = answer.send(Ok(outcome));
+                let _ = answer.send(outcome);
             }
         }
         Err(error) => {

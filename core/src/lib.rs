@@ -23,6 +23,7 @@ use crate::embedded::EmbeddedRedis;
 use crate::http::AppState;
 use crate::http::auth::Auth;
 use crate::store::Store;
+use crate::store::connection::RedisTarget;
 
 /// Runs `allot serve` until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -40,16 +41,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The embedded Redis has its own signal, fired only once the server has drained, so the
     // requests still in flight at SIGTERM can finish against it.
     let (redis_trigger, redis_shutdown) = shutdown::channel();
+    let sentinel = !args.redis_sentinels.is_empty();
     let embedded = match &args.redis_url {
-        Some(_) => None,
-        None => Some(EmbeddedRedis::start(&args.data_dir, redis_shutdown).await?),
+        None if !sentinel => Some(EmbeddedRedis::start(&args.data_dir, redis_shutdown).await?),
+        _ => None,
     };
-    let redis_url = match (&args.redis_url, &embedded) {
-        (Some(url), _) => url.clone(),
-        (None, Some(embedded)) => embedded.url.clone(),
-        (None, None) => unreachable!("an embedded redis is started when no URL is given"),
+    let target = match (&args.redis_url, &embedded) {
+        _ if sentinel => {
+            RedisTarget::Sentinel { sentinels: args.redis_sentinels.clone(), master: args.redis_master.clone() }
+        }
+        (Some(url), _) => RedisTarget::Standalone { url: url.clone() },
+        (None, Some(embedded)) => RedisTarget::Standalone { url: embedded.url.clone() },
+        (None, None) => unreachable!("an embedded redis is started when no URL or Sentinel is given"),
     };
-    let store = Store::connect(&redis_url, args.store_settings())?;
+    let acks = args.ack_settings();
+    let store = Store::open(&target, args.store_settings())?.acknowledge_with(acks, shutdown.clone());
+    store.connector().spawn_follower(shutdown.clone());
+    tracing::info!(?target, ack_replicas = acks.replicas, ack_timeout_ms = acks.timeout_ms, "redis");
     if let Err(error) = store.load_functions().await {
         tracing::warn!(%error, "redis is not answering yet; serving 503 until it does");
     }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::ReservationId;
 use crate::wire::Shortage;
 
 /// The media type of every error body.
@@ -126,6 +127,10 @@ pub struct Problem {
     /// For `insufficient-capacity`: every short item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shortages: Option<Vec<Shortage>>,
+    /// For `unavailable` with an unknown outcome: the id the reservation has if it exists
+    /// (also in the `Allot-Reservation-Id` header), to look it up or retry with the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<Box<ReservationId>>,
 }
 
 impl Problem {
@@ -137,6 +142,7 @@ impl Problem {
             status: kind.status(),
             detail: Some(detail.into()),
             shortages: None,
+            reservation_id: None,
         }
     }
 

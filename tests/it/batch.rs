@@ -61,7 +61,14 @@ async fn one_call_places_each_reservation_on_its_own_and_in_order() {
         entry(one_item("vans", SLOT, 1), None),
         entry(one_item("vans", SLOT, 1), None),
     ];
-    let outcomes = coordinator.store.reserve_batch(&site_id("batch"), &batch).await.expect("the batch runs");
+    let outcomes: Vec<ReserveOutcome> = coordinator
+        .store
+        .reserve_batch(&site_id("batch"), &batch)
+        .await
+        .expect("the batch runs")
+        .into_iter()
+        .map(|outcome| outcome.expect("acknowledged: no replicas to wait for"))
+        .collect();
     let tags: Vec<&str> = outcomes.iter().map(tag).collect();
     assert_eq!(tags, ["placed", "replayed", "reused", "placed", "short", "zone", "placed", "placed", "short"]);
     let (ReserveOutcome::Placed(first), ReserveOutcome::Replayed(again)) = (&outcomes[0], &outcomes[1]) else {

@@ -144,11 +144,31 @@ impl TestCoordinator {
 
     /// A coordinator with the given credentials and settings.
     pub async fn start_with(redis: &TestRedis, auth: Auth, settings: StoreSettings) -> Self {
-        let store = Store::connect(&redis.url(), settings).expect("store");
+        let target = allot_core::store::connection::RedisTarget::Standalone { url: redis.url() };
+        Self::start_on(&target, auth, settings, Default::default()).await
+    }
+
+    /// A dev-mode coordinator on any Redis target (standalone or Sentinel), acknowledging
+    /// changes as `acks` says, following failovers as `allot serve` does.
+    pub async fn start_ha(
+        target: &allot_core::store::connection::RedisTarget,
+        acks: allot_core::store::ack::AckSettings,
+    ) -> Self {
+        Self::start_on(target, Auth::new(None, None), StoreSettings::default(), acks).await
+    }
+
+    async fn start_on(
+        target: &allot_core::store::connection::RedisTarget,
+        auth: Auth,
+        settings: StoreSettings,
+        acks: allot_core::store::ack::AckSettings,
+    ) -> Self {
+        let (trigger, shutdown) = shutdown::channel();
+        let store = Store::open(target, settings).expect("store").acknowledge_with(acks, shutdown.clone());
+        store.connector().spawn_follower(shutdown.clone());
         store.load_functions().await.expect("functions load");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address: SocketAddr = listener.local_addr().expect("address");
-        let (trigger, shutdown) = shutdown::channel();
         let events = allot_core::events::EventHub::new(store.connector().clone(), shutdown.clone());
         let state = AppState {
             store: store.clone(),
@@ -327,7 +347,12 @@ pub fn allot_binary() -> PathBuf {
 
 /// Reads a site's event stream straight from Redis: (id, type, data).
 pub fn events(redis: &TestRedis, site: &str) -> Vec<(String, String, Value)> {
-    let mut connection = redis.connection();
+    events_at(&redis.url(), site)
+}
+
+/// Reads a site's event stream straight from the Redis at `url`: (id, type, data).
+pub fn events_at(url: &str, site: &str) -> Vec<(String, String, Value)> {
+    let mut connection = redis::Client::open(url).expect("url").get_connection().expect("redis connection");
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(allot_core::store::keys::events(&site_id(site)))
         .arg("-")

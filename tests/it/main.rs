@@ -14,6 +14,8 @@ mod edge_events;
 mod edge_fixture;
 mod events;
 mod flash_crowd;
+mod ha;
+mod history;
 mod holds;
 mod idempotency;
 mod lua_clock;

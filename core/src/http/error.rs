@@ -30,6 +30,21 @@ impl ApiError {
         Self(Problem::insufficient(shortages))
     }
 
+    /// 503 `unavailable` for a change whose outcome is unknown, naming the reservation id it
+    /// has if it exists, so the client can look it up or retry with the same key.
+    pub fn unknown_outcome(reservation: Option<allot_shared::ReservationId>, why: &str) -> Self {
+        let detail = match &reservation {
+            Some(id) => format!(
+                "the outcome is unknown: {why}. Reservation {id} may or may not exist: retry with the same \
+                 Idempotency-Key (it finds it or makes exactly one), or GET it"
+            ),
+            None => format!("the outcome is unknown: {why}. Retry the same request: it is safe to repeat"),
+        };
+        let mut problem = Problem::new(ProblemKind::Unavailable, detail);
+        problem.reservation_id = reservation.map(Box::new);
+        Self(problem)
+    }
+
     /// The problem's kind.
     pub fn kind(&self) -> ProblemKind {
         self.0.kind().unwrap_or(ProblemKind::Internal)
@@ -55,6 +70,10 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %cause, "unexpected store reply");
                 Self::new(ProblemKind::Internal, "internal error")
             }
+            StoreError::NotAcknowledged(reservation) => {
+                metrics::counter!("allot_unacknowledged_total").increment(1);
+                Self::unknown_outcome(reservation.clone(), "it could not be confirmed on enough replicas in time")
+            }
             StoreError::Config(cause) => {
                 metrics::counter!("allot_redis_errors_total", "kind" => "configuration").increment(1);
                 tracing::error!(error = %cause, "store configuration");
@@ -73,6 +92,11 @@ pub fn problem_response(problem: &Problem) -> Response {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
     if matches!(problem.kind(), Some(ProblemKind::Unavailable | ProblemKind::RateLimited)) {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    }
+    if let Some(id) = &problem.reservation_id
+        && let Ok(value) = HeaderValue::from_str(id.as_str())
+    {
+        headers.insert("allot-reservation-id", value);
     }
     if problem.kind() == Some(ProblemKind::Unauthorized) {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"allot\""));

@@ -29,7 +29,7 @@ use tower_http::trace::TraceLayer;
 use self::auth::{Auth, Need};
 use self::error::ApiError;
 use crate::activity::{Attempt, WINDOW_SECONDS};
-use crate::store::{CapacityOutcome, ConfirmOutcome, ReserveOutcome, Store};
+use crate::store::{CapacityOutcome, ConfirmOutcome, ReserveOutcome, Store, StoreError};
 
 /// Longest time one request may take in all before it is answered 503.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
@@ -234,7 +234,15 @@ async fn reserve(
     };
     let request = ReservationRequest::parse(&body)?;
     let id = ReservationId::from_random_bytes(*uuid::Uuid::new_v4().as_bytes());
-    let outcome = state.reservations.reserve(&site, &request, idempotency_key.as_ref(), &id).await?;
+    let outcome = match state.reservations.reserve(&site, &request, idempotency_key.as_ref(), &id).await {
+        Ok(outcome) => outcome,
+        // The call may have run before its answer was lost: the id it would have.
+        Err(StoreError::Unavailable(cause)) => {
+            tracing::warn!(error = %cause, "store unavailable during a reservation");
+            return Err(ApiError::unknown_outcome(Some(id), "the store became unavailable"));
+        }
+        Err(error) => return Err(error.into()),
+    };
     let label = match &outcome {
         ReserveOutcome::Placed(_) => "placed",
         ReserveOutcome::Replayed(_) => "replayed",

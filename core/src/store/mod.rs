@@ -5,6 +5,7 @@
 //! key layout (all of a site's keys share the hash tag `{site}`) and turns script replies into
 //! typed values; it knows nothing of HTTP.
 
+pub mod ack;
 pub mod connection;
 pub mod functions;
 pub mod keys;
@@ -38,6 +39,11 @@ pub enum StoreError {
     /// The coordinator was configured with something it cannot use (a bad URL, no Sentinel).
     #[error("store configuration: {0}")]
     Config(String),
+    /// The change was made on the primary but not confirmed on enough replicas in time (or
+    /// the connection broke before the answer): it may or may not survive a failover. For a
+    /// reservation, the id it has if it exists.
+    #[error("the change could not be confirmed on enough replicas; its outcome is unknown")]
+    NotAcknowledged(Option<ReservationId>),
 }
 
 impl From<redis::RedisError> for StoreError {
@@ -121,6 +127,8 @@ pub struct Audit {
 #[derive(Clone)]
 pub struct Store {
     connection: SharedConnection,
+    /// The acknowledged write path, when writes wait for replicas.
+    acked: Option<self::ack::AckedWriter>,
     library: std::sync::Arc<Library>,
     settings: StoreSettings,
 }
@@ -197,7 +205,26 @@ impl Store {
 
     /// A store on an existing connector (shared with the event hub).
     pub fn with_connector(connector: Connector, settings: StoreSettings) -> Self {
-        Self { connection: SharedConnection::new(connector), library: std::sync::Arc::new(Library::new()), settings }
+        Self {
+            connection: SharedConnection::new(connector),
+            acked: None,
+            library: std::sync::Arc::new(Library::new()),
+            settings,
+        }
+    }
+
+    /// From now on, acknowledge every state change only once `settings.replicas` replicas
+    /// have it (no change with 0 replicas). Starts the lanes, which stop with `shutdown`.
+    pub fn acknowledge_with(mut self, settings: self::ack::AckSettings, shutdown: crate::shutdown::Shutdown) -> Self {
+        if settings.replicas > 0 {
+            self.acked = Some(self::ack::AckedWriter::start(self.connector().clone(), settings, shutdown));
+        }
+        self
+    }
+
+    /// Replicas a state change must reach before it is acknowledged.
+    pub fn ack_replicas(&self) -> u32 {
+        self.acked.as_ref().map_or(0, |acked| acked.settings().replicas)
     }
 
     /// The store's settings.
@@ -243,13 +270,28 @@ impl Store {
         }
     }
 
-    /// Whether Redis answers and holds this build's library, loading it if it is missing or
-    /// another version (a Redis restarted without its data, a fresh replica promoted).
+    /// Whether the primary answers, holds this build's library (loading it if it is missing
+    /// or another version: a Redis restarted without its data, a fresh replica promoted), and
+    /// has as many replicas online as acknowledgements wait for.
     pub async fn ready(&self) -> Result<(), StoreError> {
         match self.loaded_version().await? {
-            Some(version) if version == self.library.version => Ok(()),
-            _ => self.load_functions().await,
+            Some(version) if version == self.library.version => {}
+            _ => self.load_functions().await?,
         }
+        let wanted = self.ack_replicas();
+        if wanted > 0 {
+            let info: String = self.connection.query(redis::cmd("INFO").arg("replication")).await?;
+            let (role, online) = replication_state(&info);
+            if role != "master" {
+                return Err(StoreError::Unavailable(format!("the server at the primary's address is a {role}")));
+            }
+            if online < wanted {
+                return Err(StoreError::Unavailable(format!(
+                    "the primary has {online} replicas online; acknowledgements wait for {wanted}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// `FCALL <function> 1 <site's stream> <shared arguments>`; the caller adds its own.
@@ -280,12 +322,28 @@ impl Store {
         Reply::new(values)
     }
 
+    /// Runs a state change: with acknowledgements on, on a lane with a WAIT after it. Returns
+    /// the reply and whether the replicas confirmed it (always true without acknowledgements).
+    async fn write(&self, command: redis::Cmd) -> Result<(Reply, bool), StoreError> {
+        let Some(acked) = &self.acked else {
+            return Ok((self.run(&command).await?, true));
+        };
+        let (values, acknowledged) = match acked.call(command.clone()).await {
+            Err(StoreError::Corrupt(message)) if is_missing_function(&message) => {
+                tracing::warn!("redis lacks the Functions library; loading it");
+                self.load_functions().await?;
+                acked.call(command).await?
+            }
+            other => other?,
+        };
+        let reply = Reply::new(values)?;
+        count_expired(&reply)?;
+        Ok((reply, acknowledged))
+    }
+
     async fn run(&self, command: &redis::Cmd) -> Result<Reply, StoreError> {
         let reply = self.invoke(command).await?;
-        let expired = reply.int(1)?;
-        if expired > 0 {
-            metrics::counter!("allot_holds_expired_total", "by" => "request").increment(expired.unsigned_abs());
-        }
+        count_expired(&reply)?;
         Ok(reply)
     }
 
@@ -303,7 +361,7 @@ impl Store {
             };
             call.arg(counter_field(&counter.resource, &counter.slot)).arg(counter.capacity).arg(zones);
         }
-        let reply = self.run(&call).await?;
+        let (reply, acknowledged) = self.write(call).await?;
         match reply.tag()? {
             "ok" => {}
             "toomany" => {
@@ -336,6 +394,9 @@ impl Store {
             })
             .collect::<Result<_, StoreError>>()?;
         counters.sort_by(|a, b| (&a.resource, &a.slot).cmp(&(&b.resource, &b.slot)));
+        if !acknowledged {
+            return Err(StoreError::NotAcknowledged(None));
+        }
         Ok(CapacityOutcome::Set(Availability { site: site.clone(), version, counters }))
     }
 
@@ -385,8 +446,9 @@ impl Store {
         for item in &request.items {
             call.arg(counter_field(&item.resource, &item.slot)).arg(item.quantity);
         }
-        let reply = self.run(&call).await?;
-        reserve_outcome(reply.tag()?, || reply.string(2), || reply.string(3))
+        let (reply, acknowledged) = self.write(call).await?;
+        let outcome = reserve_outcome(reply.tag()?, || reply.string(2), || reply.string(3))?;
+        acknowledged_outcome(outcome, acknowledged)
     }
 
     /// Places several reservations of one site in one script call, each all or nothing on its
@@ -396,7 +458,7 @@ impl Store {
         &self,
         site: &SiteId,
         batch: &[BatchedReservation],
-    ) -> Result<Vec<ReserveOutcome>, StoreError> {
+    ) -> Result<Vec<Result<ReserveOutcome, StoreError>>, StoreError> {
         assert!(batch.len() <= RESERVE_BATCH_MAX, "the caller bounds the batch");
         let mut call = self.call(Function::ReserveBatch, site);
         call.arg(EXPIRE_BATCH_MAX).arg(allot_shared::limits::IDEMPOTENCY_TTL_SECONDS).arg(batch.len());
@@ -413,14 +475,15 @@ impl Store {
                 call.arg(counter_field(&item.resource, &item.slot)).arg(item.quantity);
             }
         }
-        let reply = self.run(&call).await?;
+        let (reply, acknowledged) = self.write(call).await?;
         if reply.tag()? != "batch" || reply.len() != 2 + 3 * batch.len() {
             return Err(StoreError::Corrupt(format!("batch reply of {} values for {}", reply.len(), batch.len())));
         }
         (0..batch.len())
             .map(|n| {
                 let at = 2 + 3 * n;
-                reserve_outcome(&reply.string(at)?, || reply.string(at + 1), || reply.string(at + 2))
+                let outcome = reserve_outcome(&reply.string(at)?, || reply.string(at + 1), || reply.string(at + 2))?;
+                Ok(acknowledged_outcome(outcome, acknowledged))
             })
             .collect()
     }
@@ -429,9 +492,10 @@ impl Store {
     pub async fn confirm(&self, site: &SiteId, id: &ReservationId) -> Result<ConfirmOutcome, StoreError> {
         let mut call = self.call(Function::Confirm, site);
         call.arg(id.as_str());
-        let reply = self.run(&call).await?;
+        let (reply, acknowledged) = self.write(call).await?;
         Ok(match reply.tag()? {
             "notfound" => ConfirmOutcome::NotFound,
+            "ok" if !acknowledged => return Err(StoreError::NotAcknowledged(Some(id.clone()))),
             "ok" => ConfirmOutcome::Confirmed(reservation_from(&reply.string(2)?, &reply.string(3)?)?),
             "notheld" => ConfirmOutcome::NotHeld(reservation_from(&reply.string(2)?, &reply.string(3)?)?),
             other => return Err(StoreError::Corrupt(format!("confirm tag {other}"))),
@@ -456,9 +520,12 @@ impl Store {
     ) -> Result<Option<Reservation>, StoreError> {
         let mut call = self.call(function, site);
         call.arg(id.as_str());
-        let reply = self.run(&call).await?;
+        // A read is not an acknowledgement; a cancel is.
+        let (reply, acknowledged) =
+            if function == Function::Cancel { self.write(call).await? } else { (self.run(&call).await?, true) };
         match reply.tag()? {
             "notfound" => Ok(None),
+            "ok" if !acknowledged => Err(StoreError::NotAcknowledged(Some(id.clone()))),
             "ok" => Ok(Some(reservation_from(&reply.string(2)?, &reply.string(3)?)?)),
             other => Err(StoreError::Corrupt(format!("reservation tag {other}"))),
         }
@@ -523,6 +590,29 @@ impl Store {
     }
 }
 
+/// Counts the holds a call expired on its way (value 1 of every reply).
+fn count_expired(reply: &Reply) -> Result<(), StoreError> {
+    let expired = reply.int(1)?;
+    if expired > 0 {
+        metrics::counter!("allot_holds_expired_total", "by" => "request").increment(expired.unsigned_abs());
+    }
+    Ok(())
+}
+
+/// The role and the replicas online, from `INFO replication`.
+fn replication_state(info: &str) -> (String, u32) {
+    let mut role = String::from("unknown");
+    let mut online = 0;
+    for line in info.lines() {
+        if let Some(value) = line.strip_prefix("role:") {
+            role = value.trim().to_owned();
+        } else if line.starts_with("slave") && line.contains("state=online") {
+            online += 1;
+        }
+    }
+    (role, online)
+}
+
 /// Whether a Redis error message says the library (or one of its functions) is not loaded.
 fn is_missing_function(message: &str) -> bool {
     message.contains("Function not found") || message.contains("function not found")
@@ -567,6 +657,17 @@ fn reservation_doc(site: &SiteId, request: &ReservationRequest, id: &Reservation
         customer: &request.customer,
     })
     .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A placed or replayed reservation that the replicas did not confirm is an unknown outcome;
+/// a refusal changed nothing and stands.
+fn acknowledged_outcome(outcome: ReserveOutcome, acknowledged: bool) -> Result<ReserveOutcome, StoreError> {
+    match outcome {
+        ReserveOutcome::Placed(reservation) | ReserveOutcome::Replayed(reservation) if !acknowledged => {
+            Err(StoreError::NotAcknowledged(Some(reservation.id)))
+        }
+        outcome => Ok(outcome),
+    }
 }
 
 /// A reserve script's answer for one reservation: its tag and up to two values.
