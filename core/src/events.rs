@@ -21,7 +21,7 @@ use tokio::sync::{Mutex, broadcast};
 use crate::shutdown::Shutdown;
 use crate::store::StoreError;
 use crate::store::connection::Connector;
-pub use crate::store::streams::{StreamEvent, StreamPosition, history, position};
+use crate::store::streams::{StreamEvent, position};
 
 /// Concurrent SSE subscribers one coordinator serves; beyond this, 503.
 pub const SUBSCRIBERS_MAX: usize = 1_024;

@@ -16,11 +16,7 @@ use serde_json::{Value, json};
 /// How long a test waits for a process to come up.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A free loopback port (bound, then released for the child to take).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-    listener.local_addr().expect("local address").port()
-}
+pub use allot_fixtures::free_port;
 
 /// A private redis-server, killed when dropped.
 pub struct TestRedis {

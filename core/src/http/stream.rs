@@ -19,8 +19,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::auth::Need;
 use super::error::ApiError;
 use super::{AppState, Checked, no_query, site_from};
-use crate::events::{self, HEARTBEAT_SECONDS, READ_COUNT_MAX, StreamEvent, SubscriberSlot};
+use crate::events::{self, HEARTBEAT_SECONDS, READ_COUNT_MAX, SubscriberSlot};
 use crate::shutdown::Shutdown;
+use crate::store::streams::{self, StreamEvent};
 
 /// SSE events queued for one client before its writer waits.
 const CLIENT_QUEUE_EVENTS: usize = 64;
@@ -69,7 +70,7 @@ pub async fn events(
     let slot = admit(&state)?;
     let live = state.events.subscribe(&site).await?;
     let mut connection = state.events.connection().await?;
-    let position = events::position(&mut connection, &site).await?;
+    let position = streams::position(&mut connection, &site).await?;
     let (sender, receiver) = mpsc::channel(CLIENT_QUEUE_EVENTS);
     let start = match resume {
         None => position.last,
@@ -89,7 +90,7 @@ pub async fn events(
         // History first, page by page, then the live feed (skipping what history already sent).
         let mut shutdown = state.events.shutdown();
         loop {
-            let page = match events::history(&mut connection, &site, sent, READ_COUNT_MAX).await {
+            let page = match streams::history(&mut connection, &site, sent, READ_COUNT_MAX).await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, %site, "event history read failed");
@@ -99,7 +100,7 @@ pub async fn events(
             };
             // Trimming only ever removes the oldest entries: if, after this read, the oldest kept
             // entry is still at or before `sent`, nothing after `sent` was trimmed before it.
-            match events::position(&mut connection, &site).await {
+            match streams::position(&mut connection, &site).await {
                 Ok(now) if now.lost_after(sent) => {
                     let detail = format!("events after {sent} were trimmed while replaying; reload and resume");
                     let _ = sender.send(Ok(resync("trimmed", &detail))).await;

@@ -62,10 +62,9 @@ struct ConnectorInner {
     source: Source,
     /// The address the last resolution named (`host:port`).
     primary: Mutex<Option<String>>,
-    /// Bumped whenever a resolution names another primary than the previous one.
+    /// Bumped whenever a resolution names another primary than the previous one (while
+    /// `primary` is locked, so an address and its epoch always go together).
     epoch: watch::Sender<u64>,
-    /// Primary changes followed (for metrics and tests).
-    failovers: AtomicU64,
 }
 
 enum Source {
@@ -130,12 +129,7 @@ impl Connector {
             Source::Sentinel { .. } => None,
         };
         Ok(Self {
-            inner: Arc::new(ConnectorInner {
-                source,
-                primary: Mutex::new(primary),
-                epoch: watch::Sender::new(0),
-                failovers: AtomicU64::new(0),
-            }),
+            inner: Arc::new(ConnectorInner { source, primary: Mutex::new(primary), epoch: watch::Sender::new(0) }),
         })
     }
 
@@ -149,11 +143,6 @@ impl Connector {
         self.inner.primary.lock().map(|p| p.clone()).unwrap_or(None)
     }
 
-    /// How many primary changes this connector has followed.
-    pub fn failovers(&self) -> u64 {
-        self.inner.failovers.load(Ordering::Relaxed)
-    }
-
     /// The current epoch: it changes whenever the primary does.
     pub fn epoch(&self) -> u64 {
         *self.inner.epoch.borrow()
@@ -164,34 +153,29 @@ impl Connector {
         self.inner.epoch.subscribe()
     }
 
-    /// A client for the primary as it stands now.
-    async fn primary_client(&self) -> Result<redis::Client, StoreError> {
+    /// A client for the primary as it stands now, with the epoch of that primary.
+    async fn primary_client(&self) -> Result<(u64, redis::Client), StoreError> {
         match &self.inner.source {
-            Source::Standalone(client) => Ok(client.clone()),
+            Source::Standalone(client) => Ok((self.epoch(), client.clone())),
             Source::Sentinel { sentinels, master } => {
                 let (address, client) = resolve(sentinels, master).await?;
-                self.note_primary(&address);
-                Ok(client)
+                Ok((self.note_primary(&address), client))
             }
         }
     }
 
-    fn note_primary(&self, address: &str) {
-        let changed = match self.inner.primary.lock() {
-            Ok(mut primary) => {
-                let changed = primary.as_deref().is_some_and(|old| old != address);
-                *primary = Some(address.to_owned());
-                changed
-            }
-            Err(_) => false,
-        };
-        if changed {
-            self.inner.failovers.fetch_add(1, Ordering::Relaxed);
+    /// Records the primary a resolution named; returns its epoch, bumped if it moved.
+    fn note_primary(&self, address: &str) -> u64 {
+        let Ok(mut primary) = self.inner.primary.lock() else { return self.epoch() };
+        if primary.as_deref().is_some_and(|old| old != address) {
             self.inner.epoch.send_modify(|epoch| *epoch += 1);
             metrics::counter!("allot_redis_failovers_followed_total").increment(1);
             tracing::warn!(primary = address, "the Redis primary changed; reconnecting everything to it");
         }
-        metrics::gauge!("allot_redis_primary_epoch").set(self.epoch() as f64);
+        *primary = Some(address.to_owned());
+        let epoch = self.epoch();
+        metrics::gauge!("allot_redis_primary_epoch").set(epoch as f64);
+        epoch
     }
 
     /// Resolves the primary again now (after a failure that suggests a failover, or on a
@@ -207,11 +191,11 @@ impl Connector {
     /// `response_timeout` bounds each command on it (`None` for blocking reads that bound
     /// themselves).
     pub async fn open(&self, response_timeout: Option<Duration>) -> Result<(u64, MultiplexedConnection), StoreError> {
-        let epoch_before = self.epoch();
-        let client = self.primary_client().await?;
+        // The epoch of the primary this connection goes to, not the epoch at the end: another
+        // resolution may have moved on meanwhile, and then this connection is already stale.
+        let (epoch, client) = self.primary_client().await?;
         let connection = client.get_multiplexed_async_connection_with_config(&client_config(response_timeout)).await?;
-        // A resolution that moved the epoch did so before this connection was opened.
-        Ok((self.epoch().max(epoch_before), connection))
+        Ok((epoch, connection))
     }
 
     /// Follows the Sentinels until `shutdown`: re-resolves on every `+switch-master` they
@@ -353,10 +337,9 @@ impl std::fmt::Debug for SharedConnection {
 
 /// A connection taken from [`SharedConnection`], with the generation to report failures by.
 #[derive(Debug)]
-pub struct Lease {
+struct Lease {
     generation: u64,
-    /// The connection.
-    pub connection: MultiplexedConnection,
+    connection: MultiplexedConnection,
 }
 
 impl SharedConnection {
@@ -390,7 +373,7 @@ impl SharedConnection {
 
     /// The open connection, opening one if there is none (one opener at a time; while Redis
     /// is unreachable, callers fail fast for [`RECONNECT_PAUSE_MS`] after each attempt).
-    pub async fn get(&self) -> Result<Lease, StoreError> {
+    async fn get(&self) -> Result<Lease, StoreError> {
         if let Some(lease) = self.cached() {
             return Ok(lease);
         }
@@ -419,9 +402,9 @@ impl SharedConnection {
         }
     }
 
-    /// Reports that `error` came on `lease`: drops the connection if the error breaks it (and
-    /// has the primary resolved again), so the next [`SharedConnection::get`] opens a new one.
-    pub fn failed(&self, lease: &Lease, error: &RedisError) {
+    /// Reports that `error` came on `lease`: drops the connection if the error breaks it, so
+    /// the next [`SharedConnection::get`] resolves the primary and opens a new one.
+    fn failed(&self, lease: &Lease, error: &RedisError) {
         if !breaks_connection(error) {
             return;
         }

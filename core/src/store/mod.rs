@@ -49,22 +49,14 @@ pub enum StoreError {
 impl From<redis::RedisError> for StoreError {
     fn from(error: redis::RedisError) -> Self {
         use redis::{ErrorKind, ServerErrorKind};
+        // Whatever breaks a connection (I/O, timeouts, READONLY, MASTERDOWN, NOREPLICAS,
+        // UNBLOCKED, LOADING), plus errors that pass with time on a connection that still works.
         let transient = connection::breaks_connection(&error)
-            || matches!(
-                error.kind(),
-                ErrorKind::Server(
-                    ServerErrorKind::BusyLoading
-                        | ServerErrorKind::TryAgain
-                        | ServerErrorKind::ClusterDown
-                        | ServerErrorKind::MasterDown
-                        | ServerErrorKind::ReadOnly
-                )
-            )
+            || matches!(error.kind(), ErrorKind::Server(ServerErrorKind::TryAgain | ServerErrorKind::ClusterDown))
             || error.kind() == ErrorKind::AuthenticationFailed
             // Server errors redis-rs has no kind for: out of memory, a long script running,
-            // persistence failing, too few replicas, authentication missing, a blocked read
-            // ended by a failover.
-            || matches!(error.code(), Some("OOM" | "BUSY" | "MISCONF" | "NOREPLICAS" | "NOAUTH" | "UNBLOCKED"));
+            // persistence failing, authentication missing.
+            || matches!(error.code(), Some("OOM" | "BUSY" | "MISCONF" | "NOAUTH"));
         if transient { Self::Unavailable(error.to_string()) } else { Self::Corrupt(error.to_string()) }
     }
 }
@@ -199,18 +191,12 @@ impl Store {
     /// A store on `target`. Connects lazily and reconnects by itself (following failovers),
     /// so the coordinator starts (and answers 503) while Redis is still down.
     pub fn open(target: &RedisTarget, settings: StoreSettings) -> Result<Self, StoreError> {
-        let connector = Connector::new(target)?;
-        Ok(Self::with_connector(connector, settings))
-    }
-
-    /// A store on an existing connector (shared with the event hub).
-    pub fn with_connector(connector: Connector, settings: StoreSettings) -> Self {
-        Self {
-            connection: SharedConnection::new(connector),
+        Ok(Self {
+            connection: SharedConnection::new(Connector::new(target)?),
             acked: None,
             library: std::sync::Arc::new(Library::new()),
             settings,
-        }
+        })
     }
 
     /// From now on, acknowledge every state change only once `settings.replicas` replicas
@@ -235,11 +221,6 @@ impl Store {
     /// The connector: where the primary is, and new connections to it.
     pub fn connector(&self) -> &Connector {
         self.connection.connector()
-    }
-
-    /// The shared connection, for commands outside scripts.
-    pub fn shared(&self) -> &SharedConnection {
-        &self.connection
     }
 
     /// Pings Redis.
@@ -308,18 +289,26 @@ impl Store {
         command
     }
 
-    /// Runs one function call; if Redis lacks the library (it lost its data), loads it and
-    /// runs the call once more.
-    async fn invoke(&self, command: &redis::Cmd) -> Result<Reply, StoreError> {
-        let values: Vec<redis::Value> = match self.connection.query(command).await {
+    /// Runs `attempt`; if Redis lacks the library (it lost its data), loads it and runs
+    /// `attempt` once more.
+    async fn with_library<T, F, Fut>(&self, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        match attempt().await {
             Err(StoreError::Corrupt(message)) if is_missing_function(&message) => {
                 tracing::warn!("redis lacks the Functions library; loading it");
                 self.load_functions().await?;
-                self.connection.query(command).await?
+                attempt().await
             }
-            other => other?,
-        };
-        Reply::new(values)
+            other => other,
+        }
+    }
+
+    /// Runs one function call on the shared connection.
+    async fn invoke(&self, command: &redis::Cmd) -> Result<Reply, StoreError> {
+        Reply::new(self.with_library(|| self.connection.query(command)).await?)
     }
 
     /// Runs a state change: with acknowledgements on, on a lane with a WAIT after it. Returns
@@ -328,14 +317,7 @@ impl Store {
         let Some(acked) = &self.acked else {
             return Ok((self.run(&command).await?, true));
         };
-        let (values, acknowledged) = match acked.call(command.clone()).await {
-            Err(StoreError::Corrupt(message)) if is_missing_function(&message) => {
-                tracing::warn!("redis lacks the Functions library; loading it");
-                self.load_functions().await?;
-                acked.call(command).await?
-            }
-            other => other?,
-        };
+        let (values, acknowledged) = self.with_library(|| acked.call(command.clone())).await?;
         let reply = Reply::new(values)?;
         count_expired(&reply)?;
         Ok((reply, acknowledged))

@@ -105,6 +105,19 @@ fn parse_entries(entries: Entries) -> Result<Vec<StreamEvent>, StoreError> {
         .collect()
 }
 
+/// Runs an XREAD or XREADGROUP of one stream and parses its entries (none: an empty list).
+async fn read_streams(
+    connection: &mut impl ConnectionLike,
+    command: &redis::Cmd,
+) -> Result<Vec<StreamEvent>, StoreError> {
+    let reply: Option<Vec<(String, Entries)>> = command.query_async(connection).await?;
+    let mut events = Vec::new();
+    for (_, entries) in reply.unwrap_or_default() {
+        events.extend(parse_entries(entries)?);
+    }
+    Ok(events)
+}
+
 /// Up to `count` entries after `after` (exclusive), oldest first.
 pub async fn history(
     connection: &mut impl ConnectionLike,
@@ -138,12 +151,7 @@ pub async fn read(
         command.arg("BLOCK").arg(block_ms);
     }
     command.arg("STREAMS").arg(keys::events(site)).arg(after.to_string());
-    let reply: Option<Vec<(String, Entries)>> = command.query_async(connection).await?;
-    let mut events = Vec::new();
-    for (_, entries) in reply.unwrap_or_default() {
-        events.extend(parse_entries(entries)?);
-    }
-    Ok(events)
+    read_streams(connection, &command).await
 }
 
 /// Creates consumer group `group` on the site's stream starting after `start` (and the stream
@@ -197,12 +205,7 @@ pub async fn read_group(
         GroupCursor::Pending(after) => command.arg(after.to_string()),
         GroupCursor::New => command.arg(">"),
     };
-    let reply: Option<Vec<(String, Entries)>> = command.query_async(connection).await?;
-    let mut events = Vec::new();
-    for (_, entries) in reply.unwrap_or_default() {
-        events.extend(parse_entries(entries)?);
-    }
-    Ok(events)
+    read_streams(connection, &command).await
 }
 
 /// Acknowledges one entry for `group`.
