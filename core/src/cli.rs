@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::store::StoreSettings;
+use crate::store::connection::RedisTarget;
 
 /// Allot: strict atomic capacity counters for scarce capacity (delivery slots, room nights,
 /// seats), on Redis.
@@ -34,9 +35,9 @@ pub struct EventsArgs {
     /// The site whose stream to read (`allot:{<site>}:events`).
     pub site: String,
 
-    /// Redis holding the streams (for the embedded one, the URL `allot serve` logs at start).
-    #[arg(long, env = "ALLOT_REDIS_URL")]
-    pub redis_url: String,
+    /// Where the streams are (for the embedded Redis, the URL `allot serve` logs at start).
+    #[command(flatten)]
+    pub redis: RedisArgs,
 
     /// Keep reading new events until Ctrl-C.
     #[arg(long)]
@@ -57,6 +58,38 @@ pub struct EventsArgs {
     pub consumer: String,
 }
 
+/// Where Redis is: one URL, or the Sentinels that know the primary. Shared by `serve` and
+/// `events`.
+#[derive(Debug, Args)]
+pub struct RedisArgs {
+    /// Redis to use (redis://host:port/db).
+    #[arg(long, env = "ALLOT_REDIS_URL", conflicts_with = "redis_sentinels")]
+    pub redis_url: Option<String>,
+
+    /// Sentinels that monitor the Redis primary (host:port,host:port,...). The primary is asked
+    /// of them all, verified with ROLE, and followed across failovers.
+    #[arg(long, env = "ALLOT_REDIS_SENTINELS", value_delimiter = ',', num_args = 1..)]
+    pub redis_sentinels: Vec<String>,
+
+    /// The name the Sentinels monitor the primary under.
+    #[arg(long, env = "ALLOT_REDIS_MASTER", default_value = "allot")]
+    pub redis_master: String,
+}
+
+impl RedisArgs {
+    /// The target these flags name; `None` when neither a URL nor Sentinels are given.
+    pub fn target(&self) -> Option<RedisTarget> {
+        match &self.redis_url {
+            _ if !self.redis_sentinels.is_empty() => Some(RedisTarget::Sentinel {
+                sentinels: self.redis_sentinels.clone(),
+                master: self.redis_master.clone(),
+            }),
+            Some(url) => Some(RedisTarget::Standalone { url: url.clone() }),
+            None => None,
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -73,20 +106,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Redis to use (redis://host:port/db). Unset (and no --redis-sentinels): start and
-    /// supervise a private redis-server with persistence (AOF, fsync every second) under
-    /// --data-dir.
-    #[arg(long, env = "ALLOT_REDIS_URL", conflicts_with = "redis_sentinels")]
-    pub redis_url: Option<String>,
-
-    /// Sentinels that monitor the Redis primary (host:port,host:port,...). The coordinator
-    /// asks them for the primary, verifies it with ROLE, and follows failovers.
-    #[arg(long, env = "ALLOT_REDIS_SENTINELS", value_delimiter = ',', num_args = 1..)]
-    pub redis_sentinels: Vec<String>,
-
-    /// The name the Sentinels monitor the primary under.
-    #[arg(long, env = "ALLOT_REDIS_MASTER", default_value = "allot")]
-    pub redis_master: String,
+    /// Where Redis is. Neither --redis-url nor --redis-sentinels: start and supervise a
+    /// private redis-server with persistence (AOF, fsync every second) under --data-dir.
+    #[command(flatten)]
+    pub redis: RedisArgs,
 
     /// Replicas a change must reach (WAIT) before it is acknowledged; short of that the answer
     /// is 503 with the outcome unknown. Default: 1 with Sentinel, 0 with one Redis.
@@ -146,7 +169,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// How changes are acknowledged, from the flags and the Redis mode.
     pub fn ack_settings(&self) -> crate::store::ack::AckSettings {
-        let default_replicas = if self.redis_sentinels.is_empty() { 0 } else { 1 };
+        let default_replicas = if self.redis.redis_sentinels.is_empty() { 0 } else { 1 };
         crate::store::ack::AckSettings {
             replicas: self.ack_replicas.unwrap_or(default_replicas),
             timeout_ms: self.ack_timeout_ms,

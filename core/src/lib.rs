@@ -41,18 +41,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The embedded Redis has its own signal, fired only once the server has drained, so the
     // requests still in flight at SIGTERM can finish against it.
     let (redis_trigger, redis_shutdown) = shutdown::channel();
-    let sentinel = !args.redis_sentinels.is_empty();
-    let embedded = match &args.redis_url {
-        None if !sentinel => Some(EmbeddedRedis::start(&args.data_dir, redis_shutdown).await?),
-        _ => None,
-    };
-    let target = match (&args.redis_url, &embedded) {
-        _ if sentinel => {
-            RedisTarget::Sentinel { sentinels: args.redis_sentinels.clone(), master: args.redis_master.clone() }
+    let mut embedded = None;
+    let target = match args.redis.target() {
+        Some(target) => target,
+        None => {
+            let started = EmbeddedRedis::start(&args.data_dir, redis_shutdown).await?;
+            let target = RedisTarget::Standalone { url: started.url.clone() };
+            embedded = Some(started);
+            target
         }
-        (Some(url), _) => RedisTarget::Standalone { url: url.clone() },
-        (None, Some(embedded)) => RedisTarget::Standalone { url: embedded.url.clone() },
-        (None, None) => unreachable!("an embedded redis is started when no URL or Sentinel is given"),
     };
     let acks = args.ack_settings();
     let store = Store::open(&target, args.store_settings())?.acknowledge_with(acks, shutdown.clone());

@@ -1,5 +1,6 @@
 //! The `allot` binary: parses flags, sets up logging, and runs the command.
 
+use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -22,7 +23,12 @@ async fn main() -> std::process::ExitCode {
             }
             allot_core::serve(args).await
         }
-        Command::Events(args) => events(args).await,
+        Command::Events(args) => {
+            // Stdout carries the events; what the reader has to say goes to stderr.
+            let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+            tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+            events(args).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -51,6 +57,6 @@ async fn events(args: allot_core::cli::EventsArgs) -> anyhow::Result<()> {
         group: args.group,
         consumer: args.consumer,
     };
-    let target = allot_core::store::connection::RedisTarget::Standalone { url: args.redis_url };
+    let target = args.redis.target().context("give --redis-url or --redis-sentinels")?;
     allot_core::reader::run(&target, options, shutdown).await.map(|_| ())
 }

@@ -55,4 +55,21 @@ fn describe() {
         "allot_reserve_batch_size",
         "Reservations placed per script call by the coalescing reserve path (1 when quiet)."
     );
+    metrics::describe_histogram!(
+        "allot_ack_wait_seconds",
+        metrics::Unit::Seconds,
+        "Time one WAIT for the replicas took (one per group-committed batch)."
+    );
+    metrics::describe_histogram!("allot_ack_batch_size", "Calls that one WAIT acknowledged together.");
+    metrics::describe_counter!("allot_ack_short_total", "WAITs that returned fewer replicas than --ack-replicas.");
+    metrics::describe_counter!(
+        "allot_unacknowledged_total",
+        "Changes answered 503 with the outcome unknown because their acknowledgement fell short."
+    );
+    metrics::describe_counter!("allot_redis_failovers_followed_total", "Times the coordinator followed a new primary.");
+    metrics::describe_gauge!("allot_redis_primary_epoch", "How many primary changes this coordinator has followed.");
+    metrics::describe_gauge!(
+        "allot_redis_primary",
+        "1 for the Redis primary this coordinator follows through Sentinel, by address (0 for earlier ones)."
+    );
 }

@@ -17,6 +17,8 @@ use crate::store::streams::{self, GroupCursor, StreamEvent};
 
 /// How long one blocking read waits in `--follow` mode.
 const FOLLOW_BLOCK_MS: u64 = 5_000;
+/// How long `--follow` waits before connecting again after a lost connection.
+const RECONNECT_PAUSE_MS: u64 = 500;
 
 /// What to read.
 #[derive(Debug, Clone)]
@@ -45,14 +47,46 @@ fn print(out: &mut impl Write, event: &StreamEvent) -> anyhow::Result<()> {
 }
 
 /// Reads until done (or, with `follow`, until `shutdown`). Returns how many events it printed.
+///
+/// With `follow`, a lost connection (a failover, a restart) is not the end: the reader
+/// reconnects (through the Sentinels, to the new primary) every [`RECONNECT_PAUSE_MS`] until it
+/// can go on. A group reader then re-reads its own pending entries first; a plain reader goes
+/// on after the last id it printed and says so on stderr if the new primary lacks entries it
+/// had already printed (a failover discarded them).
 pub async fn run(target: &RedisTarget, options: ReadOptions, mut shutdown: Shutdown) -> anyhow::Result<u64> {
     let connector = Connector::new(target)?;
+    let mut printed = 0u64;
+    let mut after = None;
+    loop {
+        let read = read_once(&connector, &options, &mut after, &mut printed, shutdown.clone());
+        match read.await {
+            Ok(()) => return Ok(printed),
+            Err(error) if options.follow => {
+                tracing::warn!(error = format!("{error:#}"), "reading the stream failed; reconnecting");
+                tokio::select! {
+                    _ = shutdown.wait() => return Ok(printed),
+                    _ = tokio::time::sleep(Duration::from_millis(RECONNECT_PAUSE_MS)) => {}
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// One connection's worth of reading. `after`: the last id printed by the plain reader (kept
+/// across reconnections).
+async fn read_once(
+    connector: &Connector,
+    options: &ReadOptions,
+    after: &mut Option<StreamId>,
+    printed: &mut u64,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let (_, mut connection) =
         connector.open(Some(Duration::from_millis(FOLLOW_BLOCK_MS + 5_000))).await.context("connecting to redis")?;
     let site = &options.site;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut printed = 0u64;
     let block = options.follow.then_some(FOLLOW_BLOCK_MS);
     if let Some(group) = &options.group {
         streams::create_group(&mut connection, site, group, options.after.unwrap_or(StreamId::ZERO))
@@ -66,7 +100,7 @@ pub async fn run(target: &RedisTarget, options: ReadOptions, mut shutdown: Shutd
             let read =
                 streams::read_group(&mut connection, site, group, &options.consumer, cursor, READ_COUNT_MAX, wait);
             let events = tokio::select! {
-                _ = shutdown.wait() => break,
+                _ = shutdown.wait() => return Ok(()),
                 events = read => events.context("XREADGROUP")?,
             };
             if events.is_empty() {
@@ -75,7 +109,7 @@ pub async fn run(target: &RedisTarget, options: ReadOptions, mut shutdown: Shutd
                     continue;
                 }
                 if !options.follow {
-                    break;
+                    return Ok(());
                 }
                 continue;
             }
@@ -83,34 +117,44 @@ pub async fn run(target: &RedisTarget, options: ReadOptions, mut shutdown: Shutd
                 print(&mut out, event)?;
                 out.flush()?;
                 streams::ack(&mut connection, site, group, event.id).await.context("XACK")?;
-                printed += 1;
+                *printed += 1;
             }
             if let (GroupCursor::Pending(_), Some(last)) = (cursor, events.last()) {
                 cursor = GroupCursor::Pending(last.id);
             }
         }
-        return Ok(printed);
     }
-    let mut after = match (options.after, options.follow) {
-        (Some(after), _) => after,
-        (None, false) => StreamId::ZERO,
-        (None, true) => streams::position(&mut connection, site).await?.last,
+    let position = streams::position(&mut connection, site).await?;
+    let mut from = match (*after, options.after, options.follow) {
+        (Some(printed), _, _) => {
+            if printed > position.last {
+                tracing::warn!(
+                    printed = %printed,
+                    last = %position.last,
+                    "the primary lacks events this reader printed: a failover discarded them"
+                );
+            }
+            printed.min(position.last)
+        }
+        (None, Some(after), _) => after,
+        (None, None, false) => StreamId::ZERO,
+        (None, None, true) => position.last,
     };
     loop {
-        let read = streams::read(&mut connection, site, after, READ_COUNT_MAX, block);
+        let read = streams::read(&mut connection, site, from, READ_COUNT_MAX, block);
         let events = tokio::select! {
-            _ = shutdown.wait() => break,
+            _ = shutdown.wait() => return Ok(()),
             events = read => events.context("XREAD")?,
         };
         for event in &events {
             print(&mut out, event)?;
-            printed += 1;
-            after = event.id;
+            *printed += 1;
+            from = event.id;
+            *after = Some(from);
         }
         out.flush()?;
         if events.is_empty() && !options.follow {
-            break;
+            return Ok(());
         }
     }
-    Ok(printed)
 }

@@ -47,9 +47,22 @@ pub struct History {
 /// The slot every fault-test counter uses.
 pub const SLOT: &str = "2026-12-01T10:00Z";
 
-/// One reservation attempt of `key` on `resource` through `api`.
+/// One reservation attempt of `key` on `resource` through `api` (for customer `key`).
 pub async fn attempt(api: &Api, site: &str, key: &str, resource: &str, started: Instant) -> Operation {
-    let body = json!({"items": [{"resource": resource, "slot": SLOT, "quantity": 1}], "customer": key});
+    attempt_as(api, site, key, key, resource, started).await
+}
+
+/// One reservation attempt with Idempotency-Key `key` for `customer` (the checker counts
+/// reservations per customer: a retry under a new key for the same customer doubles).
+pub async fn attempt_as(
+    api: &Api,
+    site: &str,
+    key: &str,
+    customer: &str,
+    resource: &str,
+    started: Instant,
+) -> Operation {
+    let body = json!({"items": [{"resource": resource, "slot": SLOT, "quantity": 1}], "customer": customer});
     let invoked = started.elapsed();
     let request = api
         .http
@@ -116,6 +129,33 @@ pub async fn load(
         operations.extend(task.await.expect("load task"));
     }
     operations
+}
+
+/// How many of `operations` were acknowledged.
+pub fn acknowledged(operations: &[Operation]) -> usize {
+    operations.iter().filter(|o| matches!(o.outcome, Outcome::Acknowledged(_))).count()
+}
+
+/// Acknowledged reservations among `operations` that the Redis at `url` (a replica, say) does
+/// not have.
+pub fn missing_at(operations: &[Operation], site: &str, url: &str) -> usize {
+    let mut connection = redis::Client::open(url).expect("url").get_connection().expect("a connection");
+    let site_id = crate::common::site_id(site);
+    operations
+        .iter()
+        .filter_map(|o| match &o.outcome {
+            Outcome::Acknowledged(id) => Some(id),
+            _ => None,
+        })
+        .filter(|id| {
+            let id = allot_shared::ReservationId::parse(id).expect("a reservation id");
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(allot_core::store::keys::reservation(&site_id, &id))
+                .query(&mut connection)
+                .expect("EXISTS");
+            !exists
+        })
+        .count()
 }
 
 /// What the checker found.

@@ -1,5 +1,6 @@
-//! Project chores (the `cargo xtask` pattern): `dev` runs the local stack, `test` runs every
-//! check CI runs. Both install what is missing first, and only what is missing.
+//! Project chores (the `cargo xtask` pattern): `dev` runs the local stack (`--ha`: with
+//! replicas and Sentinels), `test` runs every check CI runs, `chaos` runs the fault scenarios
+//! many times, `bench` the benchmarks. Each installs what is missing first, and only that.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -32,8 +33,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Chore {
     /// Install what is missing, build, and run the local stack: the coordinator on
-    /// 127.0.0.1:8080 with its embedded Redis (data in ./data). Ctrl-C stops it.
-    Dev,
+    /// 127.0.0.1:8080 with its embedded Redis (data in ./data) and the edge on 8787. Ctrl-C
+    /// stops it.
+    Dev {
+        /// The highly available stack instead: a Redis primary, two replicas and three
+        /// Sentinels (scratch data, gone at exit), coordinators on 8080 and 8081 following
+        /// them, and the edge in front of both. Prints how to kill the primary and watch the
+        /// failover.
+        #[arg(long)]
+        ha: bool,
+    },
     /// Install what is missing, then run every check CI runs: rustfmt, clippy -D warnings,
     /// the wasm32 build, the edge worker build, and all tests (unit and integration, against
     /// real redis-server, coordinator and workerd).
@@ -41,6 +50,18 @@ enum Chore {
     /// Build the edge worker (edge/build/) with local tools only, installing the pinned
     /// worker-build, the wasm-bindgen CLI matching Cargo.lock, and the npm tools if missing.
     EdgeBuild,
+    /// Run the fault scenarios (tests/it/ha.rs) many times, one at a time: each scenario's
+    /// control once, then `--trials` protected trials, each printing its report (attempts,
+    /// acknowledged, lost, doubled, time from the fault to the first acknowledgement). About
+    /// 10 s a trial; CI runs 2 of each.
+    Chaos {
+        /// Protected trials per scenario.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=200))]
+        trials: u32,
+        /// Only the scenarios whose test name contains this (e.g. `zombie`).
+        #[arg(long)]
+        only: Option<String>,
+    },
     /// Build release binaries and run the benchmarks (own Redis, coordinator and edge on
     /// loopback; bounded in time); prints a table and ratios, writes target/bench/*.json.
     Bench {
@@ -53,7 +74,9 @@ enum Chore {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Chore::Dev => dev(),
+        Chore::Dev { ha: false } => dev(),
+        Chore::Dev { ha: true } => dev_ha(),
+        Chore::Chaos { trials, only } => chaos(trials, only.as_deref()),
         Chore::Test => test(),
         Chore::EdgeBuild => edge_build(),
         Chore::Bench { quick } => bench(quick),
@@ -369,4 +392,96 @@ fn dev() -> anyhow::Result<()> {
         bail!("allot serve exited with {coordinator_status}");
     }
     Ok(())
+}
+
+/// The fault scenarios, `trials` protected trials each (see `Chore::Chaos`).
+fn chaos(trials: u32, only: Option<&str>) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    ensure_apt_packages(&APT_PACKAGES[..1])?;
+    run("build the allot binary", cargo().args(["build", "-p", "allot-core", "--bin", "allot"]))?;
+    let filter = format!("ha::{}", only.unwrap_or_default());
+    eprintln!("==> fault scenarios matching {filter}: each control once, then {trials} protected trials");
+    let mut command = cargo();
+    command.args(["test", "-p", "allot-tests", "--test", "it", &filter, "--", "--test-threads", "1", "--nocapture"]);
+    let (passed, failed) = run_tests(command.env("ALLOT_CHAOS_TRIALS", trials.to_string()))?;
+    if passed == 0 {
+        bail!("no scenario matches {filter}");
+    }
+    eprintln!("==> chaos: {passed} scenarios passed, {failed} failed, in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `cargo xtask dev --ha`: the highly available stack on loopback until Ctrl-C.
+fn dev_ha() -> anyhow::Result<()> {
+    const COORDINATOR_PORTS: [u16; 2] = [8080, 8081];
+    const EDGE_PORT: u16 = 8787;
+    ensure_apt_packages(&APT_PACKAGES[..1])?;
+    run("build the allot binary", cargo().args(["build", "--release", "-p", "allot-core", "--bin", "allot"]))?;
+    edge_build()?;
+    let token = secret_from_env_or_new("ALLOT_ADMIN_TOKEN");
+    let edge_secret = secret_from_env_or_new("ALLOT_EDGE_SECRET");
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let runtime = tokio::runtime::Runtime::new().context("a tokio runtime")?;
+    runtime.block_on(async {
+        eprintln!("==> a Redis primary, two replicas and three Sentinels (docs/redis/*.conf)");
+        let stack = allot_fixtures::HaStack::start(false).await;
+        let sentinels = stack.sentinel_addresses().join(",");
+        let binary = root().join("target/release/allot");
+        let args = vec!["--redis-sentinels".to_owned(), sentinels.clone()];
+        let env =
+            [("ALLOT_ADMIN_TOKEN", token.as_str()), ("ALLOT_EDGE_SECRET", edge_secret.as_str()), ("RUST_LOG", &log)];
+        let coordinators: Vec<_> = COORDINATOR_PORTS
+            .iter()
+            .map(|port| allot_fixtures::CoordinatorProcess::start(&binary, Some(*port), &args, &env, false))
+            .collect();
+        for coordinator in &coordinators {
+            coordinator.wait_ready();
+        }
+        let dir = root().join("target/dev-ha");
+        std::fs::create_dir_all(&dir).context("target/dev-ha")?;
+        let bases: Vec<&str> = coordinators.iter().map(|c| c.base.as_str()).collect();
+        let shim = root().join("edge/build/worker/shim.mjs");
+        let config = allot_edge::local::wrangler_config(&shim, &bases, &edge_secret, &[]);
+        std::fs::write(dir.join("wrangler.toml"), config).context("the edge's wrangler.toml")?;
+        let mut edge = Command::new(root().join("node_modules/.bin/wrangler"))
+            .args(["dev", "--config", &dir.join("wrangler.toml").to_string_lossy()])
+            .args(["--ip", "127.0.0.1", "--port", &EDGE_PORT.to_string()])
+            .args(["--persist-to", &dir.join("state").to_string_lossy()])
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .current_dir(&dir)
+            .spawn()
+            .context("starting wrangler dev")?;
+        if let Err(error) = wait_http_ok(EDGE_PORT, "/healthz", std::time::Duration::from_secs(90)) {
+            stop(&mut edge);
+            return Err(error.context("the edge did not start"));
+        }
+        let pid = |node: &allot_fixtures::RedisNode| node.pid().map_or("?".to_owned(), |p| p.to_string());
+        let first_sentinel = stack.sentinels[0].port;
+        eprintln!();
+        eprintln!("  redis primary  127.0.0.1:{}  pid {}", stack.primary.port, pid(&stack.primary));
+        for replica in &stack.replicas {
+            eprintln!("  redis replica  127.0.0.1:{}  pid {}", replica.port, pid(replica));
+        }
+        eprintln!("  sentinels      {sentinels}  (master name allot)");
+        for coordinator in &coordinators {
+            eprintln!("  coordinator    {}   (admin token {token})", coordinator.base);
+        }
+        eprintln!("  edge           http://127.0.0.1:{EDGE_PORT}   (in front of both coordinators)");
+        eprintln!();
+        eprintln!("  kill the primary:   kill -9 {}", pid(&stack.primary));
+        eprintln!("  watch the failover: redis-cli -p {first_sentinel} sentinel get-master-addr-by-name allot");
+        eprintln!("                      curl -s http://127.0.0.1:8080/metrics | grep allot_redis_primary");
+        eprintln!("                      target/release/allot events hub-1 --follow --redis-sentinels {sentinels}");
+        eprintln!("  writes resume on the promoted replica within about 2 s; the old primary stays down.");
+        eprintln!("  Ctrl-C stops everything (the Redis data is scratch and removed)");
+        eprintln!();
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        stop(&mut edge);
+        for mut coordinator in coordinators {
+            coordinator.stop();
+        }
+        drop(stack);
+        Ok(())
+    })
 }

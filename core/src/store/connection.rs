@@ -167,11 +167,18 @@ impl Connector {
     /// Records the primary a resolution named; returns its epoch, bumped if it moved.
     fn note_primary(&self, address: &str) -> u64 {
         let Ok(mut primary) = self.inner.primary.lock() else { return self.epoch() };
-        if primary.as_deref().is_some_and(|old| old != address) {
+        if let Some(old) = primary.as_deref().filter(|old| *old != address) {
             self.inner.epoch.send_modify(|epoch| *epoch += 1);
             metrics::counter!("allot_redis_failovers_followed_total").increment(1);
-            tracing::warn!(primary = address, "the Redis primary changed; reconnecting everything to it");
+            metrics::gauge!("allot_redis_primary", "address" => old.to_owned()).set(0.0);
+            tracing::warn!(
+                primary = address,
+                previous = old,
+                "the Redis primary changed; reconnecting everything to it"
+            );
         }
+        // 1 on the address now followed, 0 on the ones followed before.
+        metrics::gauge!("allot_redis_primary", "address" => address.to_owned()).set(1.0);
         *primary = Some(address.to_owned());
         let epoch = self.epoch();
         metrics::gauge!("allot_redis_primary_epoch").set(epoch as f64);
