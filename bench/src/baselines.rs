@@ -98,3 +98,74 @@ async fn attempt(connection: &mut redis::aio::MultiplexedConnection, sequence: u
     }
     Ok(Ended::Error)
 }
+
+/// `minimal-script`: the least a strict counter can do in Redis, as the floor of what a
+/// reservation costs there: one script that checks and increments one counter and appends one
+/// event, over one multiplexed connection (as raw-script). No idempotency, no reservation
+/// record, no holds.
+#[derive(Clone)]
+pub struct MinimalScript {
+    connection: redis::aio::MultiplexedConnection,
+    script: Arc<redis::Script>,
+}
+
+const MINIMAL_COUNTER_KEY: &str = "bench-minimal:{one}:counter";
+const MINIMAL_EVENTS_KEY: &str = "bench-minimal:{one}:events";
+const MINIMAL_SCRIPT: &str = r"
+local used = redis.call('HINCRBY', KEYS[1], 'used', 1)
+if used > tonumber(redis.call('HGET', KEYS[1], 'capacity')) then
+  redis.call('HINCRBY', KEYS[1], 'used', -1)
+  return 0
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100000', '*', 'type', 'reservation_placed', 'id', ARGV[1])
+return 1
+";
+
+impl MinimalScript {
+    /// Connects and sets the counter's capacity.
+    pub async fn new(redis_url: &str, capacity: u64) -> anyhow::Result<Self> {
+        let client = redis::Client::open(redis_url)?;
+        let mut connection = client.get_multiplexed_async_connection().await.context("minimal-script connection")?;
+        let _: () =
+            redis::cmd("DEL").arg(MINIMAL_COUNTER_KEY).arg(MINIMAL_EVENTS_KEY).query_async(&mut connection).await?;
+        let _: () = redis::cmd("HSET")
+            .arg(MINIMAL_COUNTER_KEY)
+            .arg("capacity")
+            .arg(capacity)
+            .arg("used")
+            .arg(0)
+            .query_async(&mut connection)
+            .await?;
+        Ok(Self { connection, script: Arc::new(redis::Script::new(MINIMAL_SCRIPT)) })
+    }
+
+    /// One reservation of one unit.
+    pub async fn reserve(&self, sequence: u64) -> Ended {
+        let mut connection = self.connection.clone();
+        let placed: Result<u64, _> = self
+            .script
+            .key(MINIMAL_COUNTER_KEY)
+            .key(MINIMAL_EVENTS_KEY)
+            .arg(sequence)
+            .invoke_async(&mut connection)
+            .await;
+        match placed {
+            Ok(1) => Ended::Ok,
+            Ok(_) => Ended::Refused,
+            Err(_) => Ended::Error,
+        }
+    }
+
+    /// The counter's `used` and its events, for the no-oversell check.
+    pub async fn totals(&self) -> anyhow::Result<(u64, u64, u64)> {
+        let mut connection = self.connection.clone();
+        let (capacity, used): (u64, u64) = redis::cmd("HMGET")
+            .arg(MINIMAL_COUNTER_KEY)
+            .arg("capacity")
+            .arg("used")
+            .query_async(&mut connection)
+            .await?;
+        let events: u64 = redis::cmd("XLEN").arg(MINIMAL_EVENTS_KEY).query_async(&mut connection).await?;
+        Ok((capacity, used, events))
+    }
+}

@@ -3,9 +3,10 @@
 //! on a fixed schedule whatever the answers do. Latency goes into an HDR
 //! histogram (microseconds). A progress line is printed every second.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -69,6 +70,71 @@ pub struct Measured {
     pub p999_micros: u64,
     /// Slowest.
     pub max_micros: u64,
+    /// CPU time (user + system) per answered request of each watched process, in
+    /// microseconds: see [`watch_cpu`].
+    #[serde(default)]
+    pub cpu_micros_per_request: BTreeMap<String, f64>,
+}
+
+/// The processes whose CPU time every run reports per request, by label.
+static WATCHED: Mutex<Vec<(String, u32)>> = Mutex::new(Vec::new());
+
+/// Reports `pid`'s CPU time per request as `label` in every run from now on (replacing the
+/// process of the same label).
+pub fn watch_cpu(label: &str, pid: u32) {
+    let mut watched = WATCHED.lock().expect("watch list");
+    watched.retain(|(l, _)| l != label);
+    watched.push((label.to_owned(), pid));
+}
+
+/// Stops reporting `label`.
+pub fn unwatch_cpu(label: &str) {
+    WATCHED.lock().expect("watch list").retain(|(l, _)| l != label);
+}
+
+/// Clock ticks per second of /proc's CPU times (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
+/// CPU time (user + system) of `pid` so far, in microseconds, from /proc/<pid>/stat.
+fn cpu_micros(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3; utime and stime
+    // are fields 14 and 15.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 1_000_000 / clock_ticks())
+}
+
+/// The watched processes' CPU times at one moment.
+struct CpuSample(Vec<(String, u32, Option<u64>)>);
+
+impl CpuSample {
+    fn take() -> Self {
+        let watched = WATCHED.lock().expect("watch list").clone();
+        Self(watched.into_iter().map(|(label, pid)| (label, pid, cpu_micros(pid))).collect())
+    }
+
+    /// CPU µs per request since this sample, per process still running.
+    fn per_request(&self, requests: u64) -> BTreeMap<String, f64> {
+        self.0
+            .iter()
+            .filter_map(|(label, pid, before)| {
+                let spent = cpu_micros(*pid)?.checked_sub((*before)?)?;
+                (requests > 0).then(|| (label.clone(), spent as f64 / requests as f64))
+            })
+            .collect()
+    }
 }
 
 /// Runs `operation` (given the request's sequence number) under `bounds`.
@@ -80,6 +146,7 @@ where
     let operation = Arc::new(operation);
     let issued = Arc::new(AtomicU64::new(0));
     let answered = Arc::new(AtomicU64::new(0));
+    let cpu = CpuSample::take();
     let started = Instant::now();
     let deadline = started + bounds.duration;
     let progress = {
@@ -126,7 +193,7 @@ where
         }
     }
     progress.abort();
-    summarize(name, &histogram, counts, started.elapsed().as_secs_f64(), None)
+    summarize(name, &histogram, counts, started.elapsed().as_secs_f64(), None, &cpu)
 }
 
 /// Requests of an open-loop run allowed in flight at once (each holds a socket); an arrival
@@ -147,6 +214,7 @@ where
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX));
     let (done, mut finished) = tokio::sync::mpsc::unbounded_channel::<(u64, Ended)>();
     let interval = Duration::from_secs_f64(1.0 / rate_per_second.max(1.0));
+    let cpu = CpuSample::take();
     let started = Instant::now();
     let deadline = started + bounds.duration;
     let mut histogram = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_MICROS, 3).expect("valid bounds");
@@ -193,11 +261,18 @@ where
         record(&mut histogram, &mut counts, answer);
     }
     // Until the last answer: a system that falls behind shows a lower achieved rate.
-    summarize(name, &histogram, counts, started.elapsed().as_secs_f64(), Some(rate_per_second))
+    summarize(name, &histogram, counts, started.elapsed().as_secs_f64(), Some(rate_per_second), &cpu)
 }
 
 /// The result of a run from its histogram and counts.
-fn summarize(name: &str, histogram: &Histogram<u64>, counts: [u64; 4], seconds: f64, offered: Option<f64>) -> Measured {
+fn summarize(
+    name: &str,
+    histogram: &Histogram<u64>,
+    counts: [u64; 4],
+    seconds: f64,
+    offered: Option<f64>,
+    cpu: &CpuSample,
+) -> Measured {
     let requests = counts[..Ended::Dropped as usize].iter().sum();
     Measured {
         name: name.to_owned(),
@@ -214,5 +289,6 @@ fn summarize(name: &str, histogram: &Histogram<u64>, counts: [u64; 4], seconds: 
         p99_micros: histogram.value_at_quantile(0.99),
         p999_micros: histogram.value_at_quantile(0.999),
         max_micros: histogram.max(),
+        cpu_micros_per_request: cpu.per_request(requests),
     }
 }

@@ -3,6 +3,7 @@
 //! (redis-server, `allot serve`, the edge in workerd, PostgreSQL), and every run is bounded in
 //! time and request count. `cargo xtask bench` builds and runs it.
 
+mod acks;
 mod baselines;
 mod load;
 mod plot;
@@ -26,8 +27,8 @@ use crate::load::{Bounds, Ended, Measured, closed_loop, open_loop};
 use crate::workload::{HOT_CAPACITY, HOT_EDGE_CAPACITY, MULTI_ITEMS, Pick, Spread};
 
 /// Bench admin token and edge secret (the processes are private to this run).
-const ADMIN: &str = "bench-admin-token";
-const SECRET: &str = "bench-edge-secret";
+pub(crate) const ADMIN: &str = "bench-admin-token";
+pub(crate) const SECRET: &str = "bench-edge-secret";
 /// Counters in the availability site: a delivery hub's day of slots for several resources.
 const AVAILABILITY_COUNTERS: usize = 48;
 /// Requests per scenario at most, whatever the duration.
@@ -43,6 +44,9 @@ const MIXED_RESERVE_EVERY: u64 = 20;
 const SWEEP_FRACTIONS: [f64; 5] = [0.25, 0.5, 0.75, 1.0, 1.25];
 /// Pause before each series of the sweep.
 const SWEEP_PAUSE: Duration = Duration::from_secs(3);
+
+/// CPU per request below this (µs) is not shown in the tables (an idle process).
+const CPU_SHOWN_MIN_MICROS: f64 = 0.2;
 
 /// Allot's benchmarks.
 #[derive(Debug, Parser)]
@@ -70,8 +74,9 @@ struct Cli {
     #[arg(long, default_value = "target/bench")]
     plots: PathBuf,
     /// Run only these sections (comma-separated), for profiling one load: read, one, hot,
-    /// spread, holds, mixed, sweep (needs spread), propagation. Default: all.
-    #[arg(long, value_delimiter = ',', value_parser = ["read", "one", "hot", "spread", "holds", "mixed", "sweep", "propagation"])]
+    /// spread, holds, mixed, sweep (needs spread), propagation, acks (acknowledgements after 0,
+    /// 1 and 2 replicas, on its own primary with replicas and Sentinels). Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = ["read", "one", "hot", "spread", "holds", "mixed", "sweep", "propagation", "acks"])]
     only: Vec<String>,
     /// Run nothing: redraw the plots from a results file this tool wrote.
     #[arg(long, value_name = "RESULTS_JSON")]
@@ -117,6 +122,11 @@ async fn main() -> anyhow::Result<()> {
     let single =
         procs::Coordinator::start(&cli.allot, &redis.url, ADMIN, SECRET, &["--reserve-batch-max", "1"]).await?;
     let edge = procs::Edge::start(&cli.root, &[&coordinator.base], SECRET).await?;
+    // Every run reports these processes' CPU time per request.
+    load::watch_cpu("redis", redis.pid());
+    load::watch_cpu("allot", coordinator.pid());
+    load::watch_cpu("allot-unbatched", single.pid());
+    load::watch_cpu("bench", std::process::id());
     let pg = postgres::Postgres::start().await?;
     let store = Store::connect(&redis.url, Default::default())?;
     store.load_functions().await?;
@@ -169,6 +179,11 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    if runs("acks") {
+        for measured in acks::measure(&cli.allot, &bench.http, bench.bounds).await? {
+            bench.push(measured);
+        }
+    }
     let wasm = wasm_size(&cli.root)?;
     report(&bench.results, &sweep, wasm, &cli)?;
     if let Some(propagated) = propagated {
@@ -255,7 +270,7 @@ fn draw_sweep(dir: &std::path::Path, sweep: &[Measured]) -> anyhow::Result<()> {
     )
 }
 
-fn site(name: &str) -> SiteId {
+pub(crate) fn site(name: &str) -> SiteId {
     SiteId::parse(name).expect("bench site names are valid")
 }
 
@@ -270,7 +285,7 @@ fn with_token(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest:
     }
 }
 
-fn ended(answer: Result<reqwest::Response, reqwest::Error>) -> Ended {
+pub(crate) fn ended(answer: Result<reqwest::Response, reqwest::Error>) -> Ended {
     match answer.map(|r| r.status().as_u16()) {
         Ok(200 | 201 | 304) => Ended::Ok,
         Ok(409) => Ended::Refused,
@@ -386,6 +401,21 @@ impl Bench {
         .await;
         let measured = self.push(measured).clone();
         self.audit("bench-one-raw", Outcomes::of(&measured), None).await?;
+
+        let minimal = baselines::MinimalScript::new(redis_url, ROOMY_CAPACITY).await?;
+        let measured = {
+            let minimal = minimal.clone();
+            closed_loop("one-counter minimal-script", self.bounds, move |sequence| {
+                let minimal = minimal.clone();
+                async move { minimal.reserve(sequence).await }
+            })
+            .await
+        };
+        let (capacity, used, events) = minimal.totals().await?;
+        if used != measured.ok || events != measured.ok || used > capacity {
+            bail!("minimal-script: used {used}, events {events}, acknowledged {} (capacity {capacity})", measured.ok);
+        }
+        self.push(measured);
 
         let watch = baselines::WatchMulti::new(redis_url, self.bounds.concurrency, ROOMY_CAPACITY).await?;
         let measured = {
@@ -791,14 +821,21 @@ fn wasm_size(root: &std::path::Path) -> anyhow::Result<(u64, u64)> {
 
 fn table(results: &[&Measured]) {
     println!(
-        "| scenario | offered/s | requests/s | accepted/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | accepted | refused | errors | dropped |"
+        "| scenario | offered/s | requests/s | accepted/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | accepted | refused | errors | dropped | CPU µs/request |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in results {
         let ms = |micros: u64| micros as f64 / 1000.0;
         let offered = r.offered_per_second.map_or("closed".to_owned(), |o| format!("{o:.0}"));
+        // Processes that did (next to) nothing in this run are left out.
+        let cpu: Vec<String> = r
+            .cpu_micros_per_request
+            .iter()
+            .filter(|(_, micros)| **micros >= CPU_SHOWN_MIN_MICROS)
+            .map(|(label, micros)| format!("{label} {micros:.1}"))
+            .collect();
         println!(
-            "| {} | {offered} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} |",
+            "| {} | {offered} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} | {} |",
             r.name,
             r.per_second,
             r.ok as f64 / r.seconds,
@@ -810,7 +847,8 @@ fn table(results: &[&Measured]) {
             r.ok,
             r.refused,
             r.errors,
-            r.dropped
+            r.dropped,
+            cpu.join(", ")
         );
     }
 }
@@ -854,6 +892,7 @@ fn report(
         ),
         ("http/raw-script (multi)", rate("multi coordinator") / rate("multi raw-script")),
         ("watch-multi/raw-script", rate("one-counter watch-multi") / rate("one-counter raw-script")),
+        ("minimal-script/raw-script", rate("one-counter minimal-script") / rate("one-counter raw-script")),
         (
             "postgres update-returning sync/raw-script",
             rate("one-counter postgres update-returning sync") / rate("one-counter raw-script"),
@@ -871,6 +910,10 @@ fn report(
             rate("one-counter postgres for-update async") / rate("one-counter raw-script"),
         ),
         ("edge/coordinator (one counter)", rate("one-counter edge") / rate("one-counter coordinator")),
+        ("acks 1 group-commit/acks 0", rate("acks 1 group-commit") / rate("acks 0")),
+        ("acks 1 per-call/acks 0", rate("acks 1 per-call") / rate("acks 0")),
+        ("acks 2 group-commit/acks 0", rate("acks 2 group-commit") / rate("acks 0")),
+        ("acks 2 per-call/acks 0", rate("acks 2 per-call") / rate("acks 0")),
     ];
     println!();
     for (name, ratio) in &ratios {

@@ -85,6 +85,11 @@ impl Redis {
         }
         Ok(Self { child, dir, url })
     }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 fn redis_client(url: &str) -> anyhow::Result<allot_core::store::Store> {
@@ -130,6 +135,11 @@ impl Coordinator {
         let base = format!("http://127.0.0.1:{port}");
         wait_ok(&format!("{base}/readyz"), "allot serve").await?;
         Ok(Self { child, base })
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
