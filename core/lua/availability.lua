@@ -18,7 +18,7 @@ else
   members = redis.call('ZRANGE', K_INDEX, 0, -1)
 end
 
-local result = { 'ok', expired, redis.call('HGET', K_META, 'version') or '0-0' }
+local result = { 'ok', expired, version() }
 if #members == 0 then return result end
 -- HMGET in chunks: Lua's unpack() cannot spread more than a few thousand values.
 local CHUNK = 1000

@@ -13,7 +13,7 @@ local K_ZONES    -- hash: 'resource#slot' -> ',zone1,zone2,' (absent: no restric
 local K_INDEX    -- zset, all scores 0: 'resource#slot', lexicographic = (resource, slot)
 local K_HOLDS    -- zset: reservation id -> hold end in ms since the epoch
 local K_LIVE     -- set: ids of held and confirmed reservations
-local K_META     -- hash: version (id of the latest event), acks (see touch)
+local K_META     -- hash: acks (see touch)
 
 local function bind(keys, args)
   P = args[1]
@@ -83,9 +83,15 @@ local function counter_json(field, capacity, used)
 end
 
 local function emit(event_type, data)
-  local id = redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', event_type, 'data', data)
-  redis.call('HSET', K_META, 'version', id)
-  return id
+  return redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', event_type, 'data', data)
+end
+
+-- The version the site stands at: the id of its latest event ('0-0' before the first). Read
+-- from the stream itself, so that writing an event is one call. (Entries are never deleted,
+-- and approximate trimming keeps the newest, so the last entry is the latest event.)
+local function version()
+  local last = redis.call('XREVRANGE', K_EVENTS, '+', '-', 'COUNT', 1)
+  return last[1] and last[1][1] or '0-0'
 end
 
 -- One counter_full / counter_reopened / counter_almost_full event per counter whose level moved.

@@ -3,7 +3,6 @@
 -- [9] zone ('' none), [10] document prefix (JSON object without status and timestamps),
 -- [11] idempotency TTL seconds, [12] expiry batch bound, [13..] pairs of 'resource#slot', quantity.
 local now = now_ms()
-local expired = expire_due_if_any(now, tonumber(ARGV[12]))
 
 local fields, quantities = {}, {}
 for i = 13, #ARGV, 2 do
@@ -12,5 +11,5 @@ for i = 13, #ARGV, 2 do
 end
 
 local result = reserve_one(ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9], ARGV[10], ARGV[11],
-  fields, quantities, now)
-return { result[1], expired + result[4], result[2], result[3] }
+  fields, quantities, now, tonumber(ARGV[12]))
+return { result[1], result[4], result[2], result[3] }

@@ -6,7 +6,7 @@
 -- document prefix, item count, and that many pairs of 'resource#slot', quantity.
 -- Returns { 'batch', expired, tag1, a1, b1, tag2, a2, b2, ... }.
 local now = now_ms()
-local expired = expire_due_if_any(now, tonumber(ARGV[5]))
+local expired = 0
 
 local out = { 'batch', expired }
 local at = 8
@@ -21,7 +21,8 @@ for _ = 1, tonumber(ARGV[7]) do
     quantities[#quantities + 1] = tonumber(ARGV[at + 1])
     at = at + 2
   end
-  local result = reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, ARGV[6], fields, quantities, now)
+  local result = reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, ARGV[6], fields, quantities, now,
+    tonumber(ARGV[5]))
   out[#out + 1] = result[1]
   out[#out + 1] = result[2]
   out[#out + 1] = result[3]

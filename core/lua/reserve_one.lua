@@ -1,8 +1,14 @@
 -- One reservation, all items or none, with its idempotency record and events: the body of
 -- reserve.lua (one per call) and reserve_batch.lua (several per call, each on its own).
 -- Returns { tag, a, b, expired }: placed/replay (status, document), reused, zone (refused
--- counters JSON), short (shortages JSON); expired counts a replayed hold found due (0 or 1).
-local function reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, idem_ttl, fields, quantities, now)
+-- counters JSON), short (shortages JSON); expired counts the holds this call expired.
+--
+-- Due holds are expired only when they matter: when the items do not fit (then up to
+-- `expiry_limit` due holds of the site are expired and the check runs again), or when the
+-- reservation replayed is itself a due hold. A reservation that fits places without looking
+-- at the holds, so the common case costs no hold lookup; the sweeper and reads expire the rest.
+local function reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, idem_ttl, fields, quantities, now,
+                           expiry_limit)
   -- The same call sent again (a client library's retry, a re-send after a lost reply): the id
   -- the coordinator chose is already stored, so answer it as a replay instead of placing twice.
   -- (With a key, the idempotency record below finds it first.)
@@ -43,20 +49,30 @@ local function reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, idem_
   end
 
   local capacities, useds, shortages = {}, {}, {}
-  for i, field in ipairs(fields) do
-    local capacity = tonumber(redis.call('HGET', K_CAPACITY, field) or '0')
-    local used = tonumber(redis.call('HGET', K_USED, field) or '0')
-    capacities[i], useds[i] = capacity, used
-    if used + quantities[i] > capacity then
-      local resource, slot = split_counter(field)
-      local remaining = capacity - used
-      if remaining < 0 then remaining = 0 end
-      shortages[#shortages + 1] = string.format('{"resource":"%s","slot":"%s","requested":%d,"remaining":%d}',
-        resource, slot, quantities[i], remaining)
+  local function check()
+    shortages = {}
+    for i, field in ipairs(fields) do
+      local capacity = tonumber(redis.call('HGET', K_CAPACITY, field) or '0')
+      local used = tonumber(redis.call('HGET', K_USED, field) or '0')
+      capacities[i], useds[i] = capacity, used
+      if used + quantities[i] > capacity then
+        local resource, slot = split_counter(field)
+        local remaining = capacity - used
+        if remaining < 0 then remaining = 0 end
+        shortages[#shortages + 1] = string.format('{"resource":"%s","slot":"%s","requested":%d,"remaining":%d}',
+          resource, slot, quantities[i], remaining)
+      end
     end
   end
+  check()
+  local expired = 0
   if #shortages > 0 then
-    return { 'short', '[' .. table.concat(shortages, ',') .. ']', '', 0 }
+    -- Holds that have ended must not block anyone: expire them, then look again.
+    expired = expire_due_if_any(now, expiry_limit)
+    if expired > 0 then check() end
+    if #shortages > 0 then
+      return { 'short', '[' .. table.concat(shortages, ',') .. ']', '', expired }
+    end
   end
 
   local changes, counters, items = {}, {}, {}
@@ -85,5 +101,5 @@ local function reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, idem_
   end
   emit('reservation_placed', '{"reservation":' .. with_status(stamped, status) .. ',"counters":[' .. table.concat(counters, ',') .. ']}')
   emit_transitions(changes)
-  return { 'placed', status, stamped, 0 }
+  return { 'placed', status, stamped, expired }
 end

@@ -40,4 +40,4 @@ for i = 7, #ARGV, 3 do
 end
 emit('capacity_changed', '{"counters":[' .. table.concat(counters, ',') .. ']}')
 emit_transitions(changes)
-return { 'ok', expired, redis.call('HGET', K_META, 'version'), useds }
+return { 'ok', expired, version(), useds }
