@@ -165,7 +165,17 @@ impl MinimalScript {
             .arg("used")
             .query_async(&mut connection)
             .await?;
-        let events: u64 = redis::cmd("XLEN").arg(MINIMAL_EVENTS_KEY).query_async(&mut connection).await?;
+        // The stream is trimmed: count what was ever added (XINFO STREAM, Redis 7).
+        let info: Vec<redis::Value> =
+            redis::cmd("XINFO").arg("STREAM").arg(MINIMAL_EVENTS_KEY).query_async(&mut connection).await?;
+        let events = info
+            .chunks(2)
+            .find(|pair| matches!(&pair[0], redis::Value::BulkString(name) if name == b"entries-added"))
+            .and_then(|pair| match pair.get(1) {
+                Some(redis::Value::Int(n)) => u64::try_from(*n).ok(),
+                _ => None,
+            })
+            .context("XINFO STREAM entries-added")?;
         Ok((capacity, used, events))
     }
 }
