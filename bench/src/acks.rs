@@ -8,6 +8,7 @@ use std::path::Path;
 
 use allot_core::store::Store;
 use allot_core::store::connection::RedisTarget;
+use allot_fixtures::coordinator::Output;
 use allot_fixtures::{CoordinatorProcess, HaStack};
 use anyhow::bail;
 
@@ -52,8 +53,8 @@ pub async fn measure(allot: &Path, http: &reqwest::Client, bounds: Bounds) -> an
         .map(|s| (*s).to_owned())
         .collect();
         let env = [("ALLOT_ADMIN_TOKEN", ADMIN), ("ALLOT_EDGE_SECRET", SECRET), ("RUST_LOG", "warn")];
-        let mut coordinator = CoordinatorProcess::start(allot, None, &args, &env, true);
-        coordinator.wait_ready();
+        let mut coordinator = CoordinatorProcess::start(allot, None, &args, &env, Output::Discard);
+        coordinator.ready().await;
         if let Some(pid) = coordinator.pid() {
             load::watch_cpu("allot-acks", pid);
         }

@@ -5,6 +5,7 @@
 
 mod acks;
 mod baselines;
+mod cost;
 mod load;
 mod plot;
 mod postgres;
@@ -58,6 +59,10 @@ struct Cli {
     /// The `allot` binary to measure (a release build).
     #[arg(long, default_value = "target/release/allot")]
     allot: PathBuf,
+    /// Another `allot` binary (an earlier version) to compare Redis CPU per reservation with,
+    /// in the `cost` section (which runs only when this is given).
+    #[arg(long)]
+    allot_before: Option<PathBuf>,
     /// Seconds per scenario (closed loop).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     seconds: u64,
@@ -75,8 +80,9 @@ struct Cli {
     plots: PathBuf,
     /// Run only these sections (comma-separated), for profiling one load: read, one, hot,
     /// spread, holds, mixed, sweep (needs spread), propagation, acks (acknowledgements after 0,
-    /// 1 and 2 replicas, on its own primary with replicas and Sentinels). Default: all.
-    #[arg(long, value_delimiter = ',', value_parser = ["read", "one", "hot", "spread", "holds", "mixed", "sweep", "propagation", "acks"])]
+    /// 1 and 2 replicas, on its own primary with replicas and Sentinels), cost (Redis CPU per
+    /// reservation against --allot-before). Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = ["read", "one", "hot", "spread", "holds", "mixed", "sweep", "propagation", "acks", "cost"])]
     only: Vec<String>,
     /// Run nothing: redraw the plots from a results file this tool wrote.
     #[arg(long, value_name = "RESULTS_JSON")]
@@ -114,21 +120,22 @@ async fn main() -> anyhow::Result<()> {
         requests_max: REQUESTS_MAX,
     };
     eprintln!("starting redis-server, allot serve, the edge (workerd) and PostgreSQL on loopback ...");
-    let redis = procs::Redis::start().await?;
+    let redis = procs::redis();
+    let redis_url = redis.url();
     // Coalescing on, and the same binary with it off (one script call per reservation, the
     // default).
-    let coordinator =
-        procs::Coordinator::start(&cli.allot, &redis.url, ADMIN, SECRET, &["--reserve-batch-max", "64"]).await?;
-    let single =
-        procs::Coordinator::start(&cli.allot, &redis.url, ADMIN, SECRET, &["--reserve-batch-max", "1"]).await?;
-    let edge = procs::Edge::start(&cli.root, &[&coordinator.base], SECRET).await?;
+    let coordinator = procs::coordinator(&cli.allot, &redis_url, &["--reserve-batch-max", "64"]).await;
+    let single = procs::coordinator(&cli.allot, &redis_url, &["--reserve-batch-max", "1"]).await;
+    let edge = procs::edge(&cli.root, &[&coordinator.base]).await?;
     // Every run reports these processes' CPU time per request.
-    load::watch_cpu("redis", redis.pid());
-    load::watch_cpu("allot", coordinator.pid());
-    load::watch_cpu("allot-unbatched", single.pid());
+    for (label, pid) in [("redis", redis.pid()), ("allot", coordinator.pid()), ("allot-unbatched", single.pid())] {
+        if let Some(pid) = pid {
+            load::watch_cpu(label, pid);
+        }
+    }
     load::watch_cpu("bench", std::process::id());
     let pg = postgres::Postgres::start().await?;
-    let store = Store::connect(&redis.url, Default::default())?;
+    let store = Store::connect(&redis_url, Default::default())?;
     store.load_functions().await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
     let mut bench = Bench {
@@ -146,19 +153,19 @@ async fn main() -> anyhow::Result<()> {
         bench.read().await?;
     }
     if runs("one") {
-        bench.one_counter(&redis.url, &pg).await?;
+        bench.one_counter(&redis_url, &pg).await?;
     }
     if runs("hot") {
-        settle(&redis.url, "hot").await?;
+        settle(&redis_url, "hot").await?;
         bench.hot().await?;
     }
     if runs("spread") {
-        settle(&redis.url, "spread").await?;
+        settle(&redis_url, "spread").await?;
         bench.spread(&pg).await?;
     }
     drop(pg);
     if runs("holds") {
-        settle(&redis.url, "holds").await?;
+        settle(&redis_url, "holds").await?;
         bench.holds().await?;
     }
     if runs("mixed") {
@@ -166,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut sweep = Vec::new();
     if runs("sweep") && runs("spread") {
-        settle(&redis.url, "the sweep").await?;
+        settle(&redis_url, "the sweep").await?;
         sweep = bench.sweep(Duration::from_secs(cli.sweep_seconds)).await?;
         draw_sweep(&cli.plots, &sweep)?;
         eprintln!("plots written to {}/sweep-*.svg", cli.plots.display());
@@ -184,8 +191,22 @@ async fn main() -> anyhow::Result<()> {
             bench.push(measured);
         }
     }
+    let mut cost_rounds = Vec::new();
+    if runs("cost") {
+        match &cli.allot_before {
+            Some(before) => {
+                let (rounds, measured) = cost::measure(before, &cli.allot, &bench.http, bench.bounds).await?;
+                for m in measured {
+                    bench.push(m);
+                }
+                cost_rounds = rounds;
+            }
+            None if !cli.only.is_empty() => bail!("--only cost needs --allot-before <binary>"),
+            None => {}
+        }
+    }
     let wasm = wasm_size(&cli.root)?;
-    report(&bench.results, &sweep, wasm, &cli)?;
+    report(&bench.results, &sweep, wasm, &cli, &cost_rounds)?;
     if let Some(propagated) = propagated {
         propagated.print();
     }
@@ -858,6 +879,7 @@ fn report(
     sweep: &[Measured],
     (wasm_raw, wasm_gzip): (u64, u64),
     cli: &Cli,
+    cost_rounds: &[cost::Round],
 ) -> anyhow::Result<()> {
     let rate = |name: &str| results.iter().find(|r| r.name == name).map_or(0.0, |r| r.per_second);
     println!();
@@ -928,6 +950,9 @@ fn report(
             half.p99_micros as f64 / 1000.0
         );
     }
+    if !cost_rounds.is_empty() {
+        cost::print(cost_rounds);
+    }
     println!();
     println!("edge wasm: {} KiB raw, {} KiB gzip", wasm_raw / 1024, wasm_gzip / 1024);
     if let Some(dir) = cli.out.parent() {
@@ -940,6 +965,7 @@ fn report(
         "results": results,
         "sweep": sweep,
         "ratios": ratios.iter().map(|(n, r)| json!({"name": n, "ratio": r})).collect::<Vec<_>>(),
+        "cost_rounds": cost_rounds,
         "wasm_bytes": wasm_raw,
         "wasm_gzip_bytes": wasm_gzip,
     });

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::load::Ended;
-use crate::procs::free_port;
+use allot_fixtures::free_port;
 
 /// How long the server may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -107,7 +107,7 @@ impl Postgres {
         if !initdb.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr));
         }
-        let port = free_port()?;
+        let port = free_port();
         let log = std::fs::File::create(std::env::temp_dir().join(format!("allot-bench-postgres-{port}.log")))?;
         let child = as_server_user(bin.join("postgres"))
             .arg("-D")

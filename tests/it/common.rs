@@ -3,8 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use allot_core::http::AppState;
 use allot_core::http::auth::Auth;
@@ -17,101 +16,34 @@ use serde_json::{Value, json};
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub use allot_fixtures::free_port;
+use allot_fixtures::{Persistence, RedisServer};
 
-/// A private redis-server, killed when dropped.
-pub struct TestRedis {
-    child: Option<Child>,
-    /// Its port.
-    pub port: u16,
-    dir: PathBuf,
-    fsync_always: bool,
-}
+/// A private redis-server (the fixtures' plain one), killed when dropped.
+pub struct TestRedis(RedisServer);
 
 impl TestRedis {
     /// A redis-server without persistence.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self(RedisServer::start(Persistence::None))
     }
 
     /// A redis-server whose AOF is fsynced on every write, so a SIGKILL loses nothing that
     /// was acknowledged (the embedded default is everysec; see ARCHITECTURE.md).
     pub fn start_durable() -> Self {
-        Self::start_with(true)
-    }
-
-    fn start_with(fsync_always: bool) -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("allot-test-redis-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir for redis");
-        let mut redis = Self { child: None, port, dir, fsync_always };
-        redis.spawn();
-        redis
-    }
-
-    fn spawn(&mut self) {
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
-            .args(["--dir", &self.dir.to_string_lossy()]);
-        if self.fsync_always {
-            command.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            command.args(["--appendonly", "no"]);
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (cargo xtask test installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // Listening is not always loaded: wait for PING.
-        let client = redis::Client::open(self.url()).expect("url");
-        loop {
-            if let Ok(mut connection) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut connection).is_ok()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not answer");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Its URL.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Kills it with SIGKILL, as a crash would.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port and directory (loading its AOF if durable).
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    /// A plain synchronous connection for direct inspection.
-    pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url()).expect("url").get_connection().expect("redis connection")
+        Self(RedisServer::start(Persistence::Always))
     }
 }
 
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for TestRedis {
+    type Target = RedisServer;
+    fn deref(&self) -> &RedisServer {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for TestRedis {
+    fn deref_mut(&mut self) -> &mut RedisServer {
+        &mut self.0
     }
 }
 

@@ -1,14 +1,15 @@
 //! Fixtures for the edge tests: the real `allot` binary as a coordinator process (so it can be
-//! killed by pid), and the real edge worker in workerd, started through the pinned wrangler with
-//! a generated config that points at the prebuilt worker (`cargo xtask edge-build`).
+//! killed by pid), and the real edge worker in workerd, both from `allot-fixtures`, with the
+//! test credentials and helpers.
 
-use std::os::unix::process::CommandExt;
 use std::sync::{Arc, OnceLock};
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use allot_fixtures::coordinator::Output;
+use allot_fixtures::{EdgeOptions, EdgeProcess};
 
 use crate::common::{Api, TestRedis, allot_binary, free_port};
 
@@ -31,23 +32,9 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
-async fn wait_healthy(url: &str, timeout: Duration, what: &str) {
-    let http = crate::common::client();
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(response) = http.get(url).send().await
-            && response.status() == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} did not become ready at {url}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// An `allot serve` process on a shared Redis.
 pub struct CoordinatorProcess {
-    child: Option<Child>,
+    process: allot_fixtures::CoordinatorProcess,
     /// `http://127.0.0.1:port`.
     pub base: String,
 }
@@ -60,23 +47,18 @@ impl CoordinatorProcess {
 
     /// Starts `allot serve` on a given port (to restart one where edges expect it).
     pub async fn start_on(redis: &TestRedis, port: u16) -> Self {
-        let child = Command::new(allot_binary())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--redis-url", &redis.url()])
-            .env("ALLOT_ADMIN_TOKEN", ADMIN)
-            .env("ALLOT_EDGE_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("allot starts");
-        let base = format!("http://127.0.0.1:{port}");
-        wait_healthy(&format!("{base}/readyz"), crate::common::START_TIMEOUT, "allot").await;
-        Self { child: Some(child), base }
+        let args = ["--redis-url".to_owned(), redis.url()];
+        let env = [("ALLOT_ADMIN_TOKEN", ADMIN), ("ALLOT_EDGE_SECRET", SECRET), ("RUST_LOG", "warn")];
+        let process =
+            allot_fixtures::CoordinatorProcess::start(&allot_binary(), Some(port), &args, &env, Output::Discard);
+        process.ready().await;
+        let base = process.base.clone();
+        Self { process, base }
     }
 
     /// Its port.
     pub fn port(&self) -> u16 {
-        self.base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
+        self.process.port
     }
 
     /// An admin client for it.
@@ -86,10 +68,7 @@ impl CoordinatorProcess {
 
     /// Kills it with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Sum of `allot_http_requests_total` for /v1 routes: how many API requests reached it.
@@ -122,17 +101,11 @@ impl CoordinatorProcess {
     }
 }
 
-impl Drop for CoordinatorProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The edge worker in workerd, through `wrangler dev`, in its own process group.
+/// The edge worker in workerd (the fixtures' edge), holding one of the [`EDGES_AT_ONCE`] places.
 pub struct TestEdge {
+    // Declared first, dropped first: the edge stops before its place is given back.
+    _edge: EdgeProcess,
     _permit: Option<OwnedSemaphorePermit>,
-    child: Child,
-    dir: PathBuf,
     /// `http://127.0.0.1:port`.
     pub base: String,
 }
@@ -162,60 +135,28 @@ impl TestEdge {
         vars: &[(&str, &str)],
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
-        let root = workspace();
-        let shim = root.join("edge/build/worker/shim.mjs");
-        assert!(shim.is_file(), "{} is missing: run `cargo xtask edge-build` (cargo xtask test does)", shim.display());
-        let wrangler = root.join("node_modules/.bin/wrangler");
-        assert!(wrangler.is_file(), "wrangler is missing: run `npm ci` (cargo xtask test does)");
         let port = free_port();
-        let inspector = free_port();
         let dir = std::env::temp_dir().join(format!("allot-test-edge-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("edge dir");
-        let config = allot_edge::local::wrangler_config(&shim, coordinators, SECRET, vars);
-        let config_path = dir.join("wrangler.toml");
-        std::fs::write(&config_path, config).expect("edge config");
-        let log = std::fs::File::create(dir.join("wrangler.log")).expect("log");
-        let child = Command::new(wrangler)
-            .args(["dev", "--config", &config_path.to_string_lossy(), "--ip", "127.0.0.1"])
-            .args(["--port", &port.to_string(), "--inspector-port", &inspector.to_string()])
-            .args(["--persist-to", &dir.join("state").to_string_lossy(), "--log-level", "warn"])
-            .current_dir(&dir)
-            .env("CI", "true")
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("wrangler starts");
-        let edge = Self { _permit: permit, child, dir, base: format!("http://127.0.0.1:{port}") };
-        wait_healthy(&format!("{}/healthz", edge.base), EDGE_START_TIMEOUT, "the edge (see wrangler.log)").await;
-        edge
+        let root = workspace();
+        let options = EdgeOptions {
+            root: &root,
+            coordinators,
+            secret: SECRET,
+            vars,
+            port: Some(port),
+            dir: &dir,
+            scratch: true,
+            to_terminal: false,
+        };
+        let edge = EdgeProcess::start(options).unwrap_or_else(|error| panic!("{error} (cargo xtask test builds it)"));
+        edge.wait_healthy(EDGE_START_TIMEOUT).await.unwrap_or_else(|error| panic!("{error}"));
+        let base = edge.base.clone();
+        Self { _edge: edge, _permit: permit, base }
     }
 
     /// A client for it (no credentials: the edge needs none).
     pub fn api(&self) -> Api {
         Api::new(&self.base)
-    }
-}
-
-impl Drop for TestEdge {
-    fn drop(&mut self) {
-        // wrangler and the workerd it started share a process group: stop them together.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use allot_core::store::ack::{ACK_LANES, AckSettings};
 use allot_core::store::connection::RedisTarget;
+use allot_fixtures::coordinator::Output;
 use allot_fixtures::{CoordinatorProcess, HaStack, signal};
 
 use crate::common::{Api, TestCoordinator};
@@ -411,8 +412,7 @@ async fn coordinator_killed(protected: bool) -> Trial {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-    let mut doomed =
-        CoordinatorProcess::start(&crate::common::allot_binary(), None, &args, &[("RUST_LOG", "warn")], true);
+    let mut doomed = CoordinatorProcess::start(&crate::common::allot_binary(), None, &args, &[], Output::Discard);
     doomed.wait_ready();
     let (_coordinators, survivors) = coordinators(&sentinel_target(&stack), acks(1)).await;
     let doomed_api = Api::new(&doomed.base);

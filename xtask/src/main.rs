@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+use allot_fixtures::coordinator::Output;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
@@ -432,30 +433,26 @@ fn dev_ha() -> anyhow::Result<()> {
             [("ALLOT_ADMIN_TOKEN", token.as_str()), ("ALLOT_EDGE_SECRET", edge_secret.as_str()), ("RUST_LOG", &log)];
         let coordinators: Vec<_> = COORDINATOR_PORTS
             .iter()
-            .map(|port| allot_fixtures::CoordinatorProcess::start(&binary, Some(*port), &args, &env, false))
+            .map(|port| allot_fixtures::CoordinatorProcess::start(&binary, Some(*port), &args, &env, Output::Terminal))
             .collect();
         for coordinator in &coordinators {
-            coordinator.wait_ready();
+            coordinator.ready().await;
         }
         let dir = root().join("target/dev-ha");
-        std::fs::create_dir_all(&dir).context("target/dev-ha")?;
         let bases: Vec<&str> = coordinators.iter().map(|c| c.base.as_str()).collect();
-        let shim = root().join("edge/build/worker/shim.mjs");
-        let config = allot_edge::local::wrangler_config(&shim, &bases, &edge_secret, &[]);
-        std::fs::write(dir.join("wrangler.toml"), config).context("the edge's wrangler.toml")?;
-        let mut edge = Command::new(root().join("node_modules/.bin/wrangler"))
-            .args(["dev", "--config", &dir.join("wrangler.toml").to_string_lossy()])
-            .args(["--ip", "127.0.0.1", "--port", &EDGE_PORT.to_string()])
-            .args(["--persist-to", &dir.join("state").to_string_lossy()])
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-            .current_dir(&dir)
-            .spawn()
-            .context("starting wrangler dev")?;
-        if let Err(error) = wait_http_ok(EDGE_PORT, "/healthz", std::time::Duration::from_secs(90)) {
-            stop(&mut edge);
-            return Err(error.context("the edge did not start"));
-        }
+        let root = root();
+        let options = allot_fixtures::EdgeOptions {
+            root: &root,
+            coordinators: &bases,
+            secret: &edge_secret,
+            vars: &[],
+            port: Some(EDGE_PORT),
+            dir: &dir,
+            scratch: false,
+            to_terminal: true,
+        };
+        let edge = allot_fixtures::EdgeProcess::start(options).map_err(anyhow::Error::msg)?;
+        edge.wait_healthy(std::time::Duration::from_secs(90)).await.map_err(anyhow::Error::msg)?;
         let pid = |node: &allot_fixtures::RedisNode| node.pid().map_or("?".to_owned(), |p| p.to_string());
         let first_sentinel = stack.sentinels[0].port;
         eprintln!();
@@ -477,7 +474,7 @@ fn dev_ha() -> anyhow::Result<()> {
         eprintln!("  Ctrl-C stops everything (the Redis data is scratch and removed)");
         eprintln!();
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-        stop(&mut edge);
+        drop(edge);
         for mut coordinator in coordinators {
             coordinator.stop();
         }
