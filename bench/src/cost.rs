@@ -65,6 +65,9 @@ pub async fn measure(
     let (mut rounds, mut results) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         for (label, coordinator) in &coordinators {
+            // The previous round's writes may have scheduled an AOF rewrite: not in this round.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            crate::acks::rewrite_aof(&mut redis.connection(), deadline).await?;
             let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut connection).await?;
             let (client, url) =
                 (http.clone(), format!("{}/v1/sites/bench-cost-{label}/reservations", coordinator.base));

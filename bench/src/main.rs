@@ -933,6 +933,7 @@ fn report(
         ),
         ("edge/coordinator (one counter)", rate("one-counter edge") / rate("one-counter coordinator")),
         ("acks 1 group-commit/acks 0", rate("acks 1 group-commit") / rate("acks 0")),
+        ("acks 1 group-commit 2 lanes/acks 0", rate("acks 1 group-commit 2 lanes") / rate("acks 0")),
         ("acks 1 per-call/acks 0", rate("acks 1 per-call") / rate("acks 0")),
         ("acks 2 group-commit/acks 0", rate("acks 2 group-commit") / rate("acks 0")),
         ("acks 2 per-call/acks 0", rate("acks 2 per-call") / rate("acks 0")),

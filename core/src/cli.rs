@@ -126,6 +126,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u16).range(1..=crate::store::ack::ACK_BATCH_MAX as i64))]
     pub ack_batch_max: u16,
 
+    /// Connections that wait for replicas at once (group-commit lanes). Fewer lanes, bigger
+    /// batches, fewer WAITs.
+    #[arg(long, env = "ALLOT_ACK_LANES", default_value_t = crate::store::ack::ACK_LANES as u8,
+          value_parser = clap::value_parser!(u8).range(1..=crate::store::ack::ACK_LANES_MAX as i64))]
+    pub ack_lanes: u8,
+
     /// Where the private redis-server keeps its data (only without --redis-url).
     #[arg(long, env = "ALLOT_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -174,6 +180,7 @@ impl ServeArgs {
             replicas: self.ack_replicas.unwrap_or(default_replicas),
             timeout_ms: self.ack_timeout_ms,
             batch_max: usize::from(self.ack_batch_max),
+            lanes: usize::from(self.ack_lanes),
         }
     }
 

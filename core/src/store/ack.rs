@@ -23,8 +23,12 @@ use super::StoreError;
 use super::connection::{Connector, REDIS_RESPONSE_TIMEOUT_MS, breaks_connection};
 use crate::shutdown::Shutdown;
 
-/// Connections (lanes) that wait for replicas at once.
+/// Connections (lanes) that wait for replicas at once, by default (`--ack-lanes`). Fewer lanes
+/// make bigger batches (fewer WAITs), more lanes overlap more WAITs; on the bench machine
+/// neither 2 nor 4 won consistently (BENCHMARKS.md, "Acknowledgements").
 pub const ACK_LANES: usize = 4;
+/// The most lanes `--ack-lanes` may ask for.
+pub const ACK_LANES_MAX: usize = 16;
 /// Calls one lane sends with one WAIT at most: bounds a pipeline's size and the work one slow
 /// WAIT delays.
 pub const ACK_BATCH_MAX: usize = 64;
@@ -42,11 +46,13 @@ pub struct AckSettings {
     pub timeout_ms: u64,
     /// Calls per WAIT at most (1: one WAIT per call, no group commit).
     pub batch_max: usize,
+    /// Lanes (connections) waiting at once.
+    pub lanes: usize,
 }
 
 impl Default for AckSettings {
     fn default() -> Self {
-        Self { replicas: 0, timeout_ms: 1_000, batch_max: ACK_BATCH_MAX }
+        Self { replicas: 0, timeout_ms: 1_000, batch_max: ACK_BATCH_MAX, lanes: ACK_LANES }
     }
 }
 
@@ -76,9 +82,10 @@ impl AckedWriter {
     pub fn start(connector: Connector, settings: AckSettings, shutdown: Shutdown) -> Self {
         assert!(settings.replicas > 0, "no lanes are needed without replicas to wait for");
         assert!((1..=ACK_BATCH_MAX).contains(&settings.batch_max), "the caller bounds the batch");
+        assert!((1..=ACK_LANES_MAX).contains(&settings.lanes), "the caller bounds the lanes");
         let (queue, receiver) = mpsc::channel(ACK_QUEUE_MAX);
         let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..ACK_LANES {
+        for _ in 0..settings.lanes {
             tokio::spawn(lane(connector.clone(), Arc::clone(&receiver), settings, shutdown.clone()));
         }
         Self { queue, settings }
