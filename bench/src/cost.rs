@@ -1,7 +1,8 @@
 //! `--only cost --allot-before <binary>`: Redis CPU per reservation of two `allot` binaries
 //! (another version's scripts against this one's), measured in the same run on one Redis,
 //! in alternating rounds so that the machine's drift lands on both. Each round sends one-item
-//! reservations with an Idempotency-Key through one binary's coordinator over HTTP and reads
+//! reservations with an Idempotency-Key through one binary's coordinator over HTTP (the two in
+//! ABBA order) and reads
 //! Redis's CPU time (`/proc/<pid>/stat`) and `INFO commandstats` (time inside the script
 //! command, per call) before and after.
 
@@ -49,6 +50,15 @@ pub async fn measure(
     let mut coordinators: Vec<(&str, CoordinatorProcess)> = Vec::new();
     for (label, binary) in [("before", before), ("after", after)] {
         let coordinator = procs::coordinator(binary, &url, &[]).await;
+        // Both binaries share this Redis: if the older one loaded a Functions library too, the
+        // newer one's `FUNCTION LOAD REPLACE` would make both run the same code.
+        let libraries: Vec<redis::Value> = redis::cmd("FUNCTION").arg("LIST").query_async(&mut connection).await?;
+        if label == "before" && !libraries.is_empty() {
+            bail!(
+                "the --allot-before binary loads a Functions library: on one Redis both binaries \
+                 would run the newer library; compare only with a binary from before it (EVALSHA)"
+            );
+        }
         let site = format!("bench-cost-{label}");
         let response = http
             .put(format!("{}/v1/sites/{site}/capacity", coordinator.base))
@@ -64,7 +74,11 @@ pub async fn measure(
     load::watch_cpu("redis-cost", pid);
     let (mut rounds, mut results) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        for (label, coordinator) in &coordinators {
+        // ABBA: each binary goes first in every other round, so the data set that grows with
+        // every round weighs on both alike.
+        let order: Vec<&(&str, CoordinatorProcess)> =
+            if round % 2 == 0 { coordinators.iter().collect() } else { coordinators.iter().rev().collect() };
+        for (label, coordinator) in order {
             // The previous round's writes may have scheduled an AOF rewrite: not in this round.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             crate::acks::rewrite_aof(&mut redis.connection(), deadline).await?;

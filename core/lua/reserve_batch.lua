@@ -21,8 +21,10 @@ for _ = 1, tonumber(ARGV[7]) do
     quantities[#quantities + 1] = tonumber(ARGV[at + 1])
     at = at + 2
   end
+  -- One expiry budget for the whole call, as for a single reservation: the batch expires at
+  -- most ARGV[5] holds in all, however many of its reservations find a shortage.
   local result = reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, ARGV[6], fields, quantities, now,
-    tonumber(ARGV[5]))
+    math.max(tonumber(ARGV[5]) - expired, 0))
   out[#out + 1] = result[1]
   out[#out + 1] = result[2]
   out[#out + 1] = result[3]

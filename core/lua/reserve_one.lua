@@ -4,7 +4,7 @@
 -- counters JSON), short (shortages JSON); expired counts the holds this call expired.
 --
 -- Due holds are expired only when they matter: when the items do not fit (then up to
--- `expiry_limit` due holds of the site are expired and the check runs again), or when the
+-- `expiry_limit` due holds of the site are expired and the check runs again; 0: none), or when the
 -- reservation replayed is itself a due hold. A reservation that fits places without looking
 -- at the holds, so the common case costs no hold lookup; the sweeper and reads expire the rest.
 local function reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, idem_ttl, fields, quantities, now,
@@ -68,7 +68,7 @@ local function reserve_one(id, idem, fingerprint, hold_seconds, zone, doc, idem_
   local expired = 0
   if #shortages > 0 then
     -- Holds that have ended must not block anyone: expire them, then look again.
-    expired = expire_due_if_any(now, expiry_limit)
+    if expiry_limit > 0 then expired = expire_due_if_any(now, expiry_limit) end
     if expired > 0 then check() end
     if #shortages > 0 then
       return { 'short', '[' .. table.concat(shortages, ',') .. ']', '', expired }

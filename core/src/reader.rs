@@ -1,7 +1,8 @@
 //! `allot events`: reads a site's stream straight from Redis and prints one JSON object per
 //! line, as a dashboard or an integration job would. With `--group`, it reads through a consumer
-//! group and acknowledges each entry after printing it, so each entry is processed once by the
-//! group even across restarts.
+//! group and acknowledges each entry after printing it, so the group processes each entry at
+//! least once, across restarts too: an entry printed but not acknowledged before a crash or a
+//! lost connection is printed again first.
 
 use std::io::Write;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::events::READ_COUNT_MAX;
 use crate::shutdown::Shutdown;
+use crate::store::StoreError;
 use crate::store::connection::{Connector, RedisTarget};
 use crate::store::streams::{self, GroupCursor, StreamEvent};
 
@@ -48,20 +50,27 @@ fn print(out: &mut impl Write, event: &StreamEvent) -> anyhow::Result<()> {
 
 /// Reads until done (or, with `follow`, until `shutdown`). Returns how many events it printed.
 ///
-/// With `follow`, a lost connection (a failover, a restart) is not the end: the reader
-/// reconnects (through the Sentinels, to the new primary) every [`RECONNECT_PAUSE_MS`] until it
-/// can go on. A group reader then re-reads its own pending entries first; a plain reader goes
-/// on after the last id it printed and says so on stderr if the new primary lacks entries it
-/// had already printed (a failover discarded them).
+/// With `follow`, a lost connection (a failover, a restart: Redis unavailable) is not the
+/// end: the reader reconnects (through the Sentinels, to the new primary) every
+/// [`RECONNECT_PAUSE_MS`] until it can go on. A group reader then re-reads its own pending
+/// entries first (so an entry printed just before the loss may be printed again: at least
+/// once); a plain reader goes on after the last id it printed (or the position it started
+/// from) and says so on stderr if the new primary lacks entries it had already printed (a
+/// failover discarded them). Any other error (stdout closed, a wrong key type, a bad group)
+/// ends the reader with it.
 pub async fn run(target: &RedisTarget, options: ReadOptions, mut shutdown: Shutdown) -> anyhow::Result<u64> {
     let connector = Connector::new(target)?;
     let mut printed = 0u64;
     let mut after = None;
     loop {
         let read = read_once(&connector, &options, &mut after, &mut printed, shutdown.clone());
-        match read.await {
+        let result = tokio::select! {
+            _ = shutdown.wait() => return Ok(printed),
+            result = read => result,
+        };
+        match result {
             Ok(()) => return Ok(printed),
-            Err(error) if options.follow => {
+            Err(error) if options.follow && is_unavailable(&error) => {
                 tracing::warn!(error = format!("{error:#}"), "reading the stream failed; reconnecting");
                 tokio::select! {
                     _ = shutdown.wait() => return Ok(printed),
@@ -71,6 +80,12 @@ pub async fn run(target: &RedisTarget, options: ReadOptions, mut shutdown: Shutd
             Err(error) => return Err(error),
         }
     }
+}
+
+/// Whether `error` says Redis is unavailable for now (worth reconnecting), not that the
+/// reader cannot go on.
+fn is_unavailable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| matches!(cause.downcast_ref::<StoreError>(), Some(StoreError::Unavailable(_))))
 }
 
 /// One connection's worth of reading. `after`: the last id printed by the plain reader (kept
@@ -140,6 +155,8 @@ async fn read_once(
         (None, None, false) => StreamId::ZERO,
         (None, None, true) => position.last,
     };
+    // Where a reconnection resumes, even if nothing is printed before the connection is lost.
+    *after = Some(from);
     loop {
         let read = streams::read(&mut connection, site, from, READ_COUNT_MAX, block);
         let events = tokio::select! {

@@ -4,7 +4,7 @@
 //!
 //! Each scenario runs its control first: the same fault without the protection must lose
 //! (or double, or stop) what the protected run keeps, and the checker must see it, or the
-//! protected run proves nothing. `ALLOT_CHAOS_TRIALS` (default 1; `cargo xtask chaos` sets 20)
+//! protected run proves nothing. `ALLOT_CHAOS_TRIALS` (default 2; `cargo xtask chaos` sets 20)
 //! repeats each protected run.
 
 use std::time::{Duration, Instant};
@@ -237,6 +237,14 @@ async fn zombie_primary(protected: bool) -> ZombieTrial {
     // The zombie believes it is still the primary until the Sentinels reconfigure it (they
     // wait failover-timeout, 5 s, first): its stale coordinator writes to it meanwhile.
     let zombie = load(&apis[1..], SITE, &RESOURCES, "zombie", 60, CONCURRENCY, started).await;
+    // The refusals above must come from fencing and WAIT, not from a zombie already turned
+    // into a replica (READONLY): it must still call itself the primary now.
+    let role: Vec<redis::Value> =
+        redis::cmd("ROLE").query(&mut stack.primary.connection().expect("the zombie answers")).expect("ROLE");
+    assert!(
+        matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master"),
+        "the zombie was reconfigured before its attempts ended: {role:?}"
+    );
     let zombie_attempts = zombie.len();
     let zombie_acknowledged = acknowledged(&zombie);
     history.extend(zombie);
@@ -255,6 +263,7 @@ async fn a_zombie_primary_acknowledges_nothing_and_the_control_does() {
     let control = zombie_primary(false).await;
     control.trial.print("zombie primary", "control");
     eprintln!("  control zombie: {} of {} acknowledged", control.zombie_acknowledged, control.zombie_attempts);
+    assert!(control.zombie_acknowledged > 0, "the control's zombie acknowledged nothing: {control:?}");
     assert!(control.trial.report.lost > 0, "the control lost nothing: {control:?}");
     let n = trials();
     for trial in 1..=n {
@@ -370,8 +379,9 @@ async fn sentinel_and_replica_killed(ack_replicas: u32) -> ReplicaLostTrial {
     stack.sentinels[0].kill();
     stack.replicas[0].kill();
     let killed_at = started.elapsed();
+    assert_eq!(stack.sentinels[0].primary_port(), None, "the killed Sentinel still answers");
     // The primary sees the replica's socket close at once; let it notice before measuring.
-    stack.wait_replicas_online(stack.primary.port, 1).await;
+    wait_replicas_connected(&stack, 1).await;
     let after = load(&apis, SITE, &RESOURCES, "after", 60, CONCURRENCY, started).await;
     let (after_attempts, after_acknowledged) = (after.len(), acknowledged(&after));
     history.extend(after);
@@ -400,6 +410,21 @@ async fn losing_a_sentinel_and_a_replica_keeps_the_service_and_the_control_stops
     }
 }
 
+/// Waits until the primary lists exactly `count` connected replicas.
+async fn wait_replicas_connected(stack: &HaStack, count: usize) {
+    let deadline = Instant::now() + RECOVERY_TIMEOUT;
+    let expected = format!("connected_slaves:{count}");
+    loop {
+        let mut connection = stack.primary.connection().expect("primary");
+        let info: String = redis::cmd("INFO").arg("replication").query(&mut connection).expect("INFO");
+        if info.lines().any(|line| line.trim() == expected) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the primary did not come to {count} replicas: {info}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Scenario 5, the coordinator: replication is paused so that reservations wait in WAIT, each
 /// already written; then the coordinator they went to (the real binary) gets kill -9, and
 /// replication resumes. The clients retry on the other coordinator: with their own
@@ -413,7 +438,7 @@ async fn coordinator_killed(protected: bool) -> Trial {
         .map(|s| (*s).to_owned())
         .collect();
     let mut doomed = CoordinatorProcess::start(&crate::common::allot_binary(), None, &args, &[], Output::Discard);
-    doomed.wait_ready();
+    doomed.ready().await;
     let (_coordinators, survivors) = coordinators(&sentinel_target(&stack), acks(1)).await;
     let doomed_api = Api::new(&doomed.base);
     let started = Instant::now();

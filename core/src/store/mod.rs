@@ -25,10 +25,11 @@ use self::reply::Reply;
 
 /// Due holds one script call expires at most: bounds the time Redis spends in one call.
 pub const EXPIRE_BATCH_MAX: u32 = 256;
-/// How long an audit may take. It reads every live reservation of the site in one call (about
-/// 0.5 s per 100,000 on the bench machine), so it runs on a connection of its own: the shared
-/// one's 2 s response bound would cut a large audit, and dropping the shared connection for it
-/// would fail every request in flight with it.
+/// How long an audit may take. It reads every live reservation of the site in one call, so it
+/// runs on a connection of its own with this bound: on the shared connection, its 2 s response
+/// bound would cut a large audit. (Redis runs one script at a time: while a long audit runs,
+/// every other request waits behind it, and those on the shared connection still time out
+/// after 2 s. Audit large sites off-peak.)
 pub const AUDIT_TIMEOUT_MS: u64 = 120_000;
 
 /// What the store can fail with.
