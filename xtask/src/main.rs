@@ -349,11 +349,7 @@ fn stop(child: &mut std::process::Child) {
 fn dev() -> anyhow::Result<()> {
     const COORDINATOR_PORT: u16 = 8080;
     const EDGE_PORT: u16 = 8787;
-    ensure_apt_packages(&APT_PACKAGES[..1])?;
-    run("build the allot binary", cargo().args(["build", "--release", "-p", "allot-core", "--bin", "allot"]))?;
-    edge_build()?;
-    let token = secret_from_env_or_new("ALLOT_ADMIN_TOKEN");
-    let edge_secret = secret_from_env_or_new("ALLOT_EDGE_SECRET");
+    let (token, edge_secret) = prepare_dev()?;
     // wrangler dev reads the edge's secret from .dev.vars (git-ignored).
     std::fs::write(root().join(".dev.vars"), format!("ALLOT_EDGE_SECRET={edge_secret}\n")).context(".dev.vars")?;
     let mut coordinator = Command::new(root().join("target/release/allot"))
@@ -412,15 +408,20 @@ fn chaos(trials: u32, only: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What both dev stacks need first: redis-server installed, the release binary and the worker
+/// built, and the admin token and edge secret (from the environment, or fresh).
+fn prepare_dev() -> anyhow::Result<(String, String)> {
+    ensure_apt_packages(&APT_PACKAGES[..1])?;
+    run("build the allot binary", cargo().args(["build", "--release", "-p", "allot-core", "--bin", "allot"]))?;
+    edge_build()?;
+    Ok((secret_from_env_or_new("ALLOT_ADMIN_TOKEN"), secret_from_env_or_new("ALLOT_EDGE_SECRET")))
+}
+
 /// `cargo xtask dev --ha`: the highly available stack on loopback until Ctrl-C.
 fn dev_ha() -> anyhow::Result<()> {
     const COORDINATOR_PORTS: [u16; 2] = [8080, 8081];
     const EDGE_PORT: u16 = 8787;
-    ensure_apt_packages(&APT_PACKAGES[..1])?;
-    run("build the allot binary", cargo().args(["build", "--release", "-p", "allot-core", "--bin", "allot"]))?;
-    edge_build()?;
-    let token = secret_from_env_or_new("ALLOT_ADMIN_TOKEN");
-    let edge_secret = secret_from_env_or_new("ALLOT_EDGE_SECRET");
+    let (token, edge_secret) = prepare_dev()?;
     let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     let runtime = tokio::runtime::Runtime::new().context("a tokio runtime")?;
     runtime.block_on(async {
