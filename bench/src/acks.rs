@@ -13,8 +13,8 @@ use allot_fixtures::coordinator::Output;
 use allot_fixtures::{CoordinatorProcess, HaStack};
 use anyhow::bail;
 
-use crate::load::{self, Bounds, Measured, closed_loop};
-use crate::{ADMIN, SECRET, ended, site, workload};
+use crate::load::{self, Bounds, Measured};
+use crate::{ADMIN, SECRET, reserve_over_http, site, workload};
 
 /// The runs: name, `--ack-replicas`, `--ack-batch-max`, `--ack-lanes`.
 pub const RUNS: [(&str, u32, u16, u8); 6] = [
@@ -83,16 +83,11 @@ pub async fn measure(allot: &Path, http: &reqwest::Client, bounds: Bounds) -> an
             eprintln!("  setting capacity of {site_name}: {status}, again in 250 ms ({body})");
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
-        let (client, url) = (http.clone(), format!("{}/v1/sites/{site_name}/reservations", coordinator.base));
-        let measured = closed_loop(name, bounds, move |sequence| {
-            let request = client
-                .post(&url)
-                .bearer_auth(ADMIN)
-                .header("idempotency-key", format!("acks-{sequence}"))
-                .json(&workload::one_item_body());
-            async move { ended(request.send().await) }
-        })
-        .await;
+        let measured =
+            reserve_over_http(http, name, bounds, &coordinator.base, &site_name, Some(ADMIN), "acks", |_| {
+                workload::one_item_body()
+            })
+            .await;
         load::unwatch_cpu("allot-acks");
         coordinator.stop();
         let audit = store.audit(&site(&site_name)).await?;

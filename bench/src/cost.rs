@@ -11,8 +11,8 @@ use std::path::Path;
 use allot_fixtures::CoordinatorProcess;
 use anyhow::{Context, bail};
 
-use crate::load::{self, Bounds, Measured, closed_loop};
-use crate::{ADMIN, ended, procs, workload};
+use crate::load::{self, Bounds, Measured};
+use crate::{ADMIN, procs, reserve_over_http, workload};
 
 /// Rounds per binary.
 pub const ROUNDS: usize = 5;
@@ -83,16 +83,10 @@ pub async fn measure(
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             crate::acks::rewrite_aof(&mut redis.connection(), deadline).await?;
             let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut connection).await?;
-            let (client, url) =
-                (http.clone(), format!("{}/v1/sites/bench-cost-{label}/reservations", coordinator.base));
             let name = format!("cost {label} round {}", round + 1);
-            let measured = closed_loop(&name, bounds, move |sequence| {
-                let request = client
-                    .post(&url)
-                    .bearer_auth(ADMIN)
-                    .header("idempotency-key", format!("cost-{round}-{sequence}"))
-                    .json(&workload::one_item_body());
-                async move { ended(request.send().await) }
+            let (site, keys) = (format!("bench-cost-{label}"), format!("cost-{round}"));
+            let measured = reserve_over_http(http, &name, bounds, &coordinator.base, &site, Some(ADMIN), &keys, |_| {
+                workload::one_item_body()
             })
             .await;
             if measured.errors > 0 || measured.ok == 0 {

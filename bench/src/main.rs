@@ -306,6 +306,30 @@ fn with_token(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest:
     }
 }
 
+/// Closed-loop reservations of `body(sequence)` on `site_name` at `base`, each with its own
+/// Idempotency-Key `<key_prefix>-<sequence>`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn reserve_over_http(
+    http: &reqwest::Client,
+    name: &str,
+    bounds: Bounds,
+    base: &str,
+    site_name: &str,
+    token: Option<&'static str>,
+    key_prefix: &str,
+    body: impl Fn(u64) -> Value + Send + Sync + 'static,
+) -> Measured {
+    let (http, url) = (http.clone(), format!("{base}/v1/sites/{site_name}/reservations"));
+    let key_prefix = key_prefix.to_owned();
+    closed_loop(name, bounds, move |sequence| {
+        let request = with_token(http.post(&url), token)
+            .header("idempotency-key", format!("{key_prefix}-{sequence}"))
+            .json(&body(sequence));
+        async move { ended(request.send().await) }
+    })
+    .await
+}
+
 pub(crate) fn ended(answer: Result<reqwest::Response, reqwest::Error>) -> Ended {
     match answer.map(|r| r.status().as_u16()) {
         Ok(200 | 201 | 304) => Ended::Ok,
@@ -351,14 +375,7 @@ impl Bench {
         token: Option<&'static str>,
         body: impl Fn(u64) -> Value + Send + Sync + 'static,
     ) -> Measured {
-        let (http, url) = (self.http.clone(), format!("{base}/v1/sites/{site_name}/reservations"));
-        let measured = closed_loop(name, self.bounds, move |sequence| {
-            let request = with_token(http.post(&url), token)
-                .header("idempotency-key", format!("bench-{sequence}"))
-                .json(&body(sequence));
-            async move { ended(request.send().await) }
-        })
-        .await;
+        let measured = reserve_over_http(&self.http, name, self.bounds, base, site_name, token, "bench", body).await;
         self.push(measured).clone()
     }
 

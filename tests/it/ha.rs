@@ -381,7 +381,7 @@ async fn sentinel_and_replica_killed(ack_replicas: u32) -> ReplicaLostTrial {
     let killed_at = started.elapsed();
     assert_eq!(stack.sentinels[0].primary_port(), None, "the killed Sentinel still answers");
     // The primary sees the replica's socket close at once; let it notice before measuring.
-    wait_replicas_connected(&stack, 1).await;
+    stack.wait_replicas_online_exactly(stack.primary.port, 1).await;
     let after = load(&apis, SITE, &RESOURCES, "after", 60, CONCURRENCY, started).await;
     let (after_attempts, after_acknowledged) = (after.len(), acknowledged(&after));
     history.extend(after);
@@ -407,21 +407,6 @@ async fn losing_a_sentinel_and_a_replica_keeps_the_service_and_the_control_stops
         protected.trial.print("sentinel and replica killed", &format!("trial {trial}/{n}"));
         assert_eq!(protected.after_acknowledged, protected.after_attempts, "{protected:?}");
         protected.trial.assert_exact();
-    }
-}
-
-/// Waits until the primary lists exactly `count` connected replicas.
-async fn wait_replicas_connected(stack: &HaStack, count: usize) {
-    let deadline = Instant::now() + RECOVERY_TIMEOUT;
-    let expected = format!("connected_slaves:{count}");
-    loop {
-        let mut connection = stack.primary.connection().expect("primary");
-        let info: String = redis::cmd("INFO").arg("replication").query(&mut connection).expect("INFO");
-        if info.lines().any(|line| line.trim() == expected) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the primary did not come to {count} replicas: {info}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
